@@ -1,0 +1,41 @@
+# mlc developer targets. `make demo` and `make test` install what they need.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install test demo bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# CPU build of torch first, so nothing below pulls a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not gpu" tests
+
+demo: $(STAMP)
+	$(VENV)/bin/mlc inspect workload:rmsnorm_matmul
+	$(VENV)/bin/mlc import examples/mlp.onnx --out build/demo/mlp
+	$(VENV)/bin/mlc run build/demo/mlp --random --seed 0 --output build/demo/mlp_out.npz
+	$(VENV)/bin/mlc inspect build/demo/mlp
+
+bench: $(STAMP)
+	$(PY) bench/frontends.py --out build/bench/frontends.json
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check compiler runtime kernels cli specs tests bench
+
+clean:
+	rm -rf build .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
