@@ -1,0 +1,1 @@
+"""The compiler half of mlc: the shared IR, frontends, and passes."""

@@ -1,0 +1,72 @@
+"""Tensor types of the IR: a static shape and a dtype name that numpy understands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+try:  # ml_dtypes ships with onnx; it gives numpy bfloat16.
+    import ml_dtypes
+
+    _EXTRA = {"bfloat16": np.dtype(ml_dtypes.bfloat16)}
+except ImportError:  # pragma: no cover - onnx always brings it
+    _EXTRA = {}
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+
+
+def np_dtype(name: str) -> np.dtype:
+    """The numpy dtype for an IR dtype name, e.g. np_dtype("float32")."""
+    if name in _EXTRA:
+        return _EXTRA[name]
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; the IR knows {', '.join(DTYPES)}")
+    return np.dtype(name)
+
+
+def dtype_name(dtype) -> str:
+    """The IR dtype name of a numpy dtype (or array)."""
+    dtype = np.dtype(getattr(dtype, "dtype", dtype))
+    for name, extra in _EXTRA.items():
+        if dtype == extra:
+            return name
+    if dtype.name not in DTYPES:
+        raise ValueError(f"dtype {dtype.name} is not supported by the mlc IR")
+    return dtype.name
+
+
+def is_float(dtype: str) -> bool:
+    return dtype in FLOAT_DTYPES
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """A tensor's static shape and dtype, e.g. TensorType((2, 4096), "float32")."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * np_dtype(self.dtype).itemsize
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{', '.join(map(str, self.shape))}]"
+
+    @staticmethod
+    def of(array) -> TensorType:
+        return TensorType(tuple(np.shape(array)), dtype_name(np.asarray(array).dtype))
