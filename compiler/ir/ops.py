@@ -14,7 +14,6 @@ import numpy as np
 
 from . import reference as ref
 from . import shapes
-from .types import np_dtype
 
 REQUIRED = object()  # marks an attribute with no default
 
@@ -104,7 +103,7 @@ _unary("HardSigmoid", lambda x, alpha, beta: np.clip(alpha * x + beta, 0, 1).ast
        flops=3, alpha=0.2, beta=0.5)
 _unary("HardSwish", lambda x: (x * np.clip(x / 6 + 0.5, 0, 1)).astype(x.dtype), flops=4)
 _unary("Clip", ref.clip, min=None, max=None)
-_add(OpDef("Cast", (1, 1), shapes.cast, lambda x, to: x.astype(np_dtype(to)), {"to": REQUIRED},
+_add(OpDef("Cast", (1, 1), shapes.cast, ref.cast, {"to": REQUIRED, "saturate": 1},
            "elementwise", 0))
 _add(OpDef("Where", (3, 3), shapes.where, np.where, {}, "elementwise"))
 _add(OpDef("PRelu", (2, 2), shapes.broadcast_same_dtype,

@@ -7,11 +7,22 @@ from __future__ import annotations
 
 import math
 
+import ml_dtypes
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import erf as _erf
 
 from .shapes import norm_axis, window_out
+from .types import np_dtype
+
+
+def cast(x, to, saturate=1):
+    """astype; with saturate, float8 targets clamp out-of-range values to their largest finite."""
+    dtype = np_dtype(to)
+    if saturate and to.startswith("float8"):
+        top = float(ml_dtypes.finfo(dtype).max)
+        x = np.where(np.isnan(x), x, np.clip(x.astype(np.float64), -top, top))
+    return x.astype(dtype)
 
 
 def erf(x):
@@ -116,11 +127,15 @@ def reduce(fn, x, axes, keepdims, **kw):
 
 
 def _lowest(dtype):
-    return -np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
+    if dtype == np.bool_:
+        return False
+    return np.iinfo(dtype).min if np.dtype(dtype).kind in "iu" else -np.inf
 
 
 def _highest(dtype):
-    return np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).max
+    if dtype == np.bool_:
+        return True
+    return np.iinfo(dtype).max if np.dtype(dtype).kind in "iu" else np.inf
 
 
 def reduce_max(x, axes, keepdims):
@@ -180,7 +195,7 @@ def gather(data, idx, axis=0):
 
 
 def flatten(x, axis=1):
-    axis = norm_axis(axis, x.ndim + 1) if x.ndim else 0
+    axis = axis + x.ndim if axis < 0 else axis
     return x.reshape(int(np.prod(x.shape[:axis])), -1)
 
 

@@ -229,7 +229,7 @@ def expand(types, attrs):
 
 def flatten(types, attrs):
     shape = types[0].shape
-    axis = norm_axis(attrs["axis"], len(shape) + 1) if shape else 0
+    axis = attrs["axis"] + len(shape) if attrs["axis"] < 0 else attrs["axis"]
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     return [TensorType((outer, int(np.prod(shape[axis:], dtype=np.int64))), types[0].dtype)]
 

@@ -6,15 +6,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:  # ml_dtypes ships with onnx; it gives numpy bfloat16.
-    import ml_dtypes
+import ml_dtypes  # ships with onnx: bfloat16, float8, float4 and sub-byte ints for numpy
 
-    _EXTRA = {"bfloat16": np.dtype(ml_dtypes.bfloat16)}
-except ImportError:  # pragma: no cover - onnx always brings it
-    _EXTRA = {}
+LOW_BIT_FLOATS = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
+                  "float4_e2m1fn")
+LOW_BIT_INTS = ("int4", "uint4", "int2", "uint2")
+_EXTRA = {name: np.dtype(getattr(ml_dtypes, name))
+          for name in ("bfloat16",) + LOW_BIT_FLOATS + LOW_BIT_INTS}
 
-FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
-INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64") + LOW_BIT_FLOATS
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+              "uint64") + LOW_BIT_INTS
 DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
 
 
