@@ -1,0 +1,80 @@
+"""Frontends: every way a model enters mlc ends in one call, `load_model(spec) -> Graph`.
+
+A spec is a path (`.onnx`, `.pt2`, `graph.json`, an artifact directory), `package.module:callable`
+(returning a torch module and example inputs), or `workload:NAME` (see mlc.specs.workloads).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..errors import MlcError
+from ..ir.graph import Graph
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".ckpt")
+
+
+def load_model(spec: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+    """Import a model spec into the IR.
+
+    >>> load_model("model.onnx", {"input_ids": (2, 16)})
+    >>> load_model("workload:rmsnorm_matmul:small")
+    """
+    spec = str(spec)
+    if spec.startswith("workload:"):
+        from mlc.specs.workloads import get_workload
+        return get_workload(spec[len("workload:"):])
+    path = Path(spec)
+    if path.is_dir():
+        if not (path / "graph.json").is_file():
+            raise MlcError(f"{path}: directory has no graph.json; is it an mlc artifact directory?")
+        return _load_json(path / "graph.json", input_shapes)
+    if path.suffix == ".onnx":
+        from .onnx_frontend import load_onnx
+        return load_onnx(path, input_shapes)
+    if path.suffix == ".pt2":
+        from .torch_frontend import load_pt2
+        return _fixed_shapes(load_pt2(path), input_shapes, spec)
+    if path.suffix == ".json":
+        return _load_json(path, input_shapes)
+    if path.suffix in PICKLE_SUFFIXES:
+        raise MlcError(f"{path}: pickled torch files are refused (loading them runs arbitrary "
+                       "code); save the model with torch.export.save(...) as a .pt2 archive")
+    if ":" in spec and not path.exists():
+        return _load_callable(spec, input_shapes)
+    if not path.exists():
+        raise MlcError(f"{path}: no such file")
+    raise MlcError(f"{path}: unknown model format; mlc reads .onnx, .pt2 (torch.export), "
+                   "graph.json, artifact directories, module:callable and workload:NAME")
+
+
+def _load_json(path: Path, input_shapes) -> Graph:
+    from ..ir.serialize import load_graph
+    return _fixed_shapes(load_graph(path), input_shapes, str(path))
+
+
+def _fixed_shapes(graph: Graph, input_shapes, source: str) -> Graph:
+    """Formats with baked-in shapes accept --shape only when it agrees with them."""
+    for name, shape in (input_shapes or {}).items():
+        if name not in graph.inputs:
+            raise MlcError(f"{source}: --shape names unknown input {name!r}; inputs are "
+                           f"{list(graph.inputs)}")
+        if tuple(shape) != graph.inputs[name].shape:
+            raise MlcError(f"{source}: input {name!r} is fixed at {list(graph.inputs[name].shape)}"
+                           "; re-export the model with the shape you want")
+    return graph
+
+
+def _load_callable(spec: str, input_shapes) -> Graph:
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise MlcError(f"{spec}: cannot import {attr!r} from {module_name!r} ({err})") from None
+    result = factory()
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise MlcError(f"{spec}: the callable must return (torch_module, example_inputs)")
+    module, example_inputs = result
+    from .torch_frontend import from_module
+    return _fixed_shapes(from_module(module, example_inputs, name=attr), input_shapes, spec)

@@ -7,10 +7,9 @@ function bodies) count under "(multi-op)" when every op in them is claimed.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections import defaultdict
-
-import logging
 
 import numpy as np
 import onnx
@@ -48,7 +47,9 @@ def _close(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> bool:
 
 
 def _array(value) -> np.ndarray:
-    return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.asarray(value)
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    return np.asarray(value)
 
 
 def import_case(model, name: str, feeds: dict[str, np.ndarray]):

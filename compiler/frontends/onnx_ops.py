@@ -12,7 +12,6 @@ import math
 import numpy as np
 
 
-
 class ConvertError(ValueError):
     """A node cannot be expressed in the IR as given (the importer adds file and node)."""
 

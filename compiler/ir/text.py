@@ -18,10 +18,9 @@ def format_graph(graph: Graph, *, max_nodes: int | None = None) -> str:
     """One line per node: `%out: type = Op(%a, %b) {attr=value}  # flops`."""
     sig = ", ".join(f"%{n}: {t}" for n, t in graph.inputs.items())
     lines = [f"graph {graph.name}({sig}) -> ({', '.join('%' + o for o in graph.outputs)})"]
-    for name, w in graph.weights.items():
-        if max_nodes is None or len(lines) <= 8:
-            lines.append(f"  weight %{name}: {graph.types[name]}")
-    if max_nodes is not None and len(graph.weights) > 8:
+    shown = list(graph.weights) if max_nodes is None else list(graph.weights)[:8]
+    lines += [f"  weight %{name}: {graph.types[name]}" for name in shown]
+    if len(shown) < len(graph.weights):
         lines.append(f"  ... {len(graph.weights)} weights in all")
     nodes = graph.nodes if max_nodes is None else graph.nodes[:max_nodes]
     for node in nodes:

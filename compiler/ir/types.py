@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 import ml_dtypes  # ships with onnx: bfloat16, float8, float4 and sub-byte ints for numpy
+import numpy as np
 
 LOW_BIT_FLOATS = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
                   "float4_e2m1fn")

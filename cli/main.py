@@ -1,0 +1,45 @@
+"""The `mlc` command line. This module is the table of contents: one line per command group.
+
+    mlc inspect MODEL            ops, params, FLOPs, shapes
+    mlc run MODEL ...            execute a model on .npz or random inputs
+    mlc import MODEL --out DIR   write an artifact directory
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from .common import handle_errors
+from .import_cmd import import_cmd
+from .inspect_cmd import inspect_cmd
+from .run_cmd import run_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """mlc: a staged compiler for deep-learning programs.
+
+    \b
+    Example:
+      mlc inspect model.onnx --shape input_ids=2x16
+    """
+    ctx.obj = {"debug": debug}
+    logging.basicConfig(format="mlc: %(message)s", level=logging.WARNING, stream=sys.stderr)
+
+
+cli.add_command(inspect_cmd)
+cli.add_command(run_cmd)
+cli.add_command(import_cmd)
+
+
+def main() -> None:
+    handle_errors(cli)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""`mlc run`: execute a model on inputs from an .npz file or random ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from mlc.compiler.artifact import atomic_file
+from mlc.compiler.errors import MlcError
+from mlc.compiler.frontends import load_model
+from mlc.runtime import random_inputs, run
+
+from .common import emit, json_option, parse_shapes, shape_option
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise MlcError(f"{path}: no such file") from None
+    except (OSError, ValueError) as err:
+        raise MlcError(f"{path}: not a readable .npz file ({err})") from None
+
+
+@click.command("run")
+@click.argument("model")
+@click.option("--inputs", "inputs_path", type=click.Path(path_type=Path), metavar="IN.npz",
+              help="Inputs by name in an .npz file.")
+@click.option("--random", "use_random", is_flag=True, help="Run on random inputs instead.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
+@click.option("--output", type=click.Path(path_type=Path), metavar="OUT.npz",
+              help="Write the outputs to this .npz file.")
+@click.option("--float64", is_flag=True, help="Compute floats in float64 (reference checks).")
+@shape_option
+@json_option
+def run_cmd(model, inputs_path, use_random, seed, output, float64, shapes, as_json) -> None:
+    """Execute MODEL and print (or save) its outputs.
+
+    \b
+    Example:
+      mlc run model.onnx --inputs in.npz --output out.npz
+      mlc run build/mlp --random --seed 0
+    """
+    if bool(inputs_path) == bool(use_random):
+        raise click.UsageError("give exactly one of --inputs IN.npz or --random")
+    shapes = parse_shapes(shapes)
+    feeds = read_npz(inputs_path) if inputs_path else None
+    if feeds is not None and not shapes:  # dynamic dims take the shapes of the given inputs
+        shapes = {name: tuple(value.shape) for name, value in feeds.items()}
+    graph = load_model(model, shapes if str(model).endswith(".onnx") else None)
+    if feeds is None:
+        feeds = random_inputs(graph, seed)
+    outputs = run(graph, feeds, float64=float64)
+    if output:
+        with atomic_file(output) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **outputs)
+    summary = {name: {"shape": list(v.shape), "dtype": str(v.dtype),
+                      "mean": float(np.mean(v)) if v.size else 0.0,
+                      "std": float(np.std(v)) if v.size else 0.0}
+               for name, v in outputs.items()}
+    lines = [f"{name}: {s['dtype']}{s['shape']} mean={s['mean']:.6g} std={s['std']:.6g}"
+             for name, s in summary.items()]
+    if output:
+        lines.append(f"wrote {output}")
+    emit(as_json, {"outputs": summary, "output_file": str(output) if output else None},
+         "\n".join(lines))
