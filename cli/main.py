@@ -3,6 +3,7 @@
     mlc inspect MODEL            ops, params, FLOPs, shapes
     mlc run MODEL ...            execute a model on .npz or random inputs
     mlc import MODEL --out DIR   write an artifact directory
+    mlc ops                      the IR op table and the ONNX ops that import
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import click
 from .common import handle_errors
 from .import_cmd import import_cmd
 from .inspect_cmd import inspect_cmd
+from .ops_cmd import ops_cmd
 from .run_cmd import run_cmd
 
 
@@ -35,6 +37,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 cli.add_command(inspect_cmd)
 cli.add_command(run_cmd)
 cli.add_command(import_cmd)
+cli.add_command(ops_cmd)
 
 
 def main() -> None:

@@ -111,6 +111,18 @@ def _arg(op):
     return rule
 
 
+def _var(cx, x, dims=None, correction=None, keepdim=False):
+    """mean((x - mean(x))^2) * n / (n - correction); torch's default correction is 1."""
+    x = cx.tensor(x, cx.out_dtype)
+    shape = cx.shape(x)
+    axes = _axes(dims, len(shape))
+    count = int(np.prod([shape[a] for a in (axes or range(len(shape)))]))
+    centered = cx.op("Sub", x, cx.op("ReduceMean", x, axes=axes, keepdims=1))
+    sums = cx.op("ReduceSum", cx.op("Mul", centered, centered), axes=axes, keepdims=int(keepdim))
+    correction = 1 if correction is None else correction
+    return cx.op("Div", sums, cx.tensor(max(count - correction, 0), cx.out_dtype))
+
+
 # ---- elementwise ops with arguments ---------------------------------------------------------
 
 def _div(cx, a, b, rounding_mode=None):
@@ -191,6 +203,8 @@ def _matmul(cx, a, b, *_):
 def _sdpa(cx, q, k, v, mask=None, dropout_p=0.0, is_causal=False, scale=None,
           enable_gqa=False):
     """softmax(q @ k^T * scale + mask) @ v; bool masks keep True, as in torch."""
+    if dropout_p:
+        raise Unsupported("attention dropout (dropout_p > 0 is random even in eval mode)")
     dtype = cx.out_dtype
     q_shape, k_shape = cx.shape(q), cx.shape(k)
     rank = len(q_shape)
@@ -495,7 +509,7 @@ RULES = {
     aten.max.dim: _with_index("ReduceMax", "ArgMax"),
     aten.min.dim: _with_index("ReduceMin", "ArgMin"),
     aten.argmax: _arg("ArgMax"), aten.argmin: _arg("ArgMin"),
-    aten.logsumexp: _reduce("ReduceLogSumExp"),
+    aten.logsumexp: _reduce("ReduceLogSumExp"), aten.var.correction: _var,
     # linear algebra
     aten.linear: _linear, aten.addmm: _addmm,
     aten.mm: _matmul, aten.bmm: _matmul, aten.matmul: _matmul,

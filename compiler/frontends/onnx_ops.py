@@ -300,6 +300,8 @@ CONVERTERS.update({
     "Cast": _cast,
     "CastLike": _cast_like,
     "Identity": _identity,
+    "IsNaN": same("IsNaN"),
+    "IsInf": same("IsInf", "detect_negative", "detect_positive"),
     "Dropout": _dropout,
     # linear algebra and row-wise normalizations
     "Gemm": same("Gemm", "alpha", "beta", "transA", "transB"),
@@ -329,6 +331,8 @@ CONVERTERS.update({
     "Expand": _expand,
     "Flatten": same("Flatten", "axis"),
     "Gather": same("Gather", "axis"),
+    "GatherElements": same("GatherElements", "axis"),
+    "GatherND": same("GatherND", "batch_dims"),
     "Tile": _tile,
     "Pad": _pad,
     # folded at import: shape arithmetic and constants

@@ -117,17 +117,11 @@ class _Converter:
             return self.types[value].dtype
         return ir_dtype(torch.as_tensor(value).dtype)
 
-    def promote(self, *values) -> str:
-        """torch's result dtype of an op on these values (tensors, IR values, numbers)."""
-        stand_ins = [torch.empty((1,) if self.rank(v) else (),
-                                 dtype=_TORCH_DTYPES[self.dtype(v)])
-                     if isinstance(v, Ref) else v for v in values]
-        result = stand_ins[0]
-        for other in stand_ins[1:]:
-            result = torch.empty((), dtype=torch.result_type(result, other)) \
-                if isinstance(result, torch.Tensor) or isinstance(other, torch.Tensor) \
-                else result + other
-        return ir_dtype(torch.as_tensor(result).dtype)
+    def promote(self, a, b) -> str:
+        """torch's result dtype of a binary op on these values (tensors, IR values, numbers)."""
+        stand_ins = [torch.empty((1,) if self.rank(v) else (), dtype=_TORCH_DTYPES[self.dtype(v)])
+                     if isinstance(v, Ref) else v for v in (a, b)]
+        return ir_dtype(torch.result_type(*stand_ins))
 
     def op(self, op: str, *inputs, outputs: int = 1, **attrs):
         """Emit one IR node for the current torch node; returns its output Ref(s)."""
@@ -215,7 +209,10 @@ class _Converter:
             if node.op == "call_function":
                 self._node_name, self._emitted = node.name, 0
                 try:
-                    self.env[node.name] = self._call(node)
+                    value = self._call(node)
+                    if isinstance(value, torch.Tensor):  # a folded constant keeps its node name
+                        self._const_names.setdefault(id(value), node.name)
+                    self.env[node.name] = value
                 except Unsupported as err:
                     self._unsupported(f"{node.target} ({err})", node.name)
             elif node.op == "get_attr":

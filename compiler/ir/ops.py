@@ -84,6 +84,11 @@ _unary("Cosh", np.cosh, flops=4)
 _unary("Tanh", np.tanh, flops=4)
 _unary("Erf", ref.erf, flops=8)
 _unary("Not", np.logical_not)
+_add(OpDef("IsNaN", (1, 1), shapes.same_shape_bool, np.isnan))
+_add(OpDef("IsInf", (1, 1), shapes.same_shape_bool,
+           lambda x, detect_negative, detect_positive: np.isinf(x)
+           & (((x < 0) & bool(detect_negative)) | ((x > 0) & bool(detect_positive))),
+           {"detect_negative": 1, "detect_positive": 1}))
 
 # ---- elementwise: activations ------------------------------------------------------------------
 _unary("Relu", lambda x: np.maximum(x, 0).astype(x.dtype))
@@ -199,6 +204,9 @@ _add(OpDef("Expand", (1, 1), shapes.expand,
            {"shape": REQUIRED}, _MOVE, 0))
 _add(OpDef("Flatten", (1, 1), shapes.flatten, ref.flatten, {"axis": 1}, _MOVE, 0))
 _add(OpDef("Gather", (2, 2), shapes.gather, ref.gather, {"axis": 0}, _MOVE, 0))
+_add(OpDef("GatherElements", (2, 2), shapes.gather_elements, ref.gather_elements, {"axis": 0},
+           _MOVE, 0))
+_add(OpDef("GatherND", (2, 2), shapes.gather_nd, ref.gather_nd, {"batch_dims": 0}, _MOVE, 0))
 _add(OpDef("Tile", (1, 1), shapes.tile, lambda x, repeats: np.tile(x, repeats),
            {"repeats": REQUIRED}, _MOVE, 0))
 _add(OpDef("Pad", (1, 1), shapes.pad, ref.pad,

@@ -194,6 +194,23 @@ def gather(data, idx, axis=0):
     return np.take(data, idx, axis=axis)
 
 
+def gather_elements(data, idx, axis=0):
+    axis = norm_axis(axis, data.ndim)
+    idx = np.where(idx < 0, idx + data.shape[axis], idx)
+    return np.take_along_axis(data, idx, axis=axis)
+
+
+def gather_nd(data, idx, batch_dims=0):
+    b, k = batch_dims, idx.shape[-1]
+    dims = np.array(data.shape[b:b + k])
+    idx = np.where(idx < 0, idx + dims, idx)
+    batches = int(np.prod(data.shape[:b], dtype=np.int64))
+    flat_data = data.reshape((batches,) + data.shape[b:])
+    flat_idx = idx.reshape((batches, -1, k))
+    out = np.stack([flat_data[n][tuple(flat_idx[n].T)] for n in range(batches)])
+    return out.reshape(idx.shape[:-1] + data.shape[b + k:])
+
+
 def flatten(x, axis=1):
     axis = axis + x.ndim if axis < 0 else axis
     return x.reshape(int(np.prod(x.shape[:axis])), -1)

@@ -240,6 +240,26 @@ def gather(types, attrs):
     return [TensorType(data.shape[:axis] + idx.shape + data.shape[axis + 1:], data.dtype)]
 
 
+def same_shape_bool(types, attrs):
+    return [TensorType(types[0].shape, "bool")]
+
+
+def gather_elements(types, attrs):
+    data, idx = types
+    if data.rank != idx.rank:
+        raise ShapeError(f"GatherElements: data rank {data.rank} != indices rank {idx.rank}")
+    return [TensorType(idx.shape, data.dtype)]
+
+
+def gather_nd(types, attrs):
+    data, idx = types
+    b, k = attrs["batch_dims"], idx.shape[-1]
+    if data.shape[:b] != idx.shape[:b] or b + k > data.rank:
+        raise ShapeError(f"GatherND: indices {idx.shape} do not fit data {data.shape} "
+                         f"with batch_dims={b}")
+    return [TensorType(idx.shape[:-1] + data.shape[b + k:], data.dtype)]
+
+
 def tile(types, attrs):
     reps = attrs["repeats"]
     if len(reps) != types[0].rank:

