@@ -6,7 +6,6 @@ import json
 import sys
 
 import click
-
 from mlc.compiler.errors import MlcError
 
 

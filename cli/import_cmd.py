@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import click
-
 from mlc.compiler.artifact import write_artifact
 from mlc.compiler.frontends import load_model
 from mlc.compiler.ir.analysis import graph_stats
@@ -35,8 +34,8 @@ def import_cmd(model: str, out: Path, shapes, as_json: bool) -> None:
               "graph": graph.name, "stats": graph_stats(graph),
               "inputs": {n: str(t) for n, t in graph.inputs.items()},
               "outputs": {n: str(graph.types[n]) for n in graph.outputs}}
-    report_md = (f"# mlc import: {graph.name}\n\nSource: `{model}`, imported in {seconds:.3f} s.\n\n"
-                 f"```\n{format_summary(graph)}\n```\n")
+    report_md = (f"# mlc import: {graph.name}\n\nSource: `{model}`, imported in "
+                 f"{seconds:.3f} s.\n\n```\n{format_summary(graph)}\n```\n")
     write_artifact(out, graph, report, report_md)
     emit(as_json, report, f"{format_summary(graph)}\nwrote {out}/ (graph.json, weights, "
          "report.json, report.md)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-
 from mlc.compiler.frontends.onnx_ops import CONVERTERS
 from mlc.compiler.ir.ops import OPS, REQUIRED
 

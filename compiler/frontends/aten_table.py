@@ -35,17 +35,12 @@ def _pairs(value, n):
 
 # ---- rule factories --------------------------------------------------------------------------
 
-def _unary(op, **attrs):
-    """Elementwise op computed in the output dtype (so exp(int) and friends promote)."""
-    return lambda cx, x, *_: cx.op(op, cx.tensor(x, cx.out_dtype), **attrs)
-
-
-def _chain(*ops):
-    """A composition of unary IR ops, innermost first: _chain("Sqrt", "Reciprocal") is rsqrt."""
+def _unary(*ops, **attrs):
+    """Unary IR ops applied in order, in the output dtype (so exp(int) and friends promote)."""
     def rule(cx, x, *_):
         y = cx.tensor(x, cx.out_dtype)
         for op in ops:
-            y = cx.op(op, y)
+            y = cx.op(op, y, **attrs)
         return y
     return rule
 
@@ -186,18 +181,18 @@ def _to_copy(cx, x, dtype=None, *_):
 
 def _linear(cx, x, weight, bias=None):
     if cx.rank(x) == 2:
-        inputs = (x, weight) if bias is None else (x, weight, cx.tensor(bias))
+        inputs = (x, weight) if bias is None else (x, weight, bias)
         return cx.op("Gemm", *inputs, transB=1)
-    y = cx.op("MatMul", x, cx.op("Transpose", cx.tensor(weight), perm=(1, 0)))
-    return y if bias is None else cx.op("Add", y, cx.tensor(bias))
+    y = cx.op("MatMul", x, cx.op("Transpose", weight, perm=(1, 0)))
+    return y if bias is None else cx.op("Add", y, bias)
 
 
 def _addmm(cx, bias, a, b, beta=1, alpha=1):
-    return cx.op("Gemm", cx.tensor(a), cx.tensor(b), cx.tensor(bias), alpha=alpha, beta=beta)
+    return cx.op("Gemm", a, b, bias, alpha=alpha, beta=beta)
 
 
 def _matmul(cx, a, b, *_):
-    return cx.op("MatMul", cx.tensor(a), cx.tensor(b))
+    return cx.op("MatMul", a, b)
 
 
 def _sdpa(cx, q, k, v, mask=None, dropout_p=0.0, is_causal=False, scale=None,
@@ -219,7 +214,7 @@ def _sdpa(cx, q, k, v, mask=None, dropout_p=0.0, is_causal=False, scale=None,
         mask = torch.ones(length, source, dtype=torch.bool).tril()
     if mask is not None:
         if cx.dtype(mask) == "bool":
-            scores = cx.op("Where", cx.tensor(mask), scores, cx.tensor(-math.inf, dtype))
+            scores = cx.op("Where", mask, scores, cx.tensor(-math.inf, dtype))
         else:
             scores = cx.op("Add", scores, cx.tensor(mask, dtype))
     return cx.op("MatMul", cx.op("Softmax", scores, axis=-1), v)
@@ -241,15 +236,15 @@ def _ones(cx, shape):
 
 
 def _layer_norm(cx, x, normalized_shape, weight=None, bias=None, eps=1e-5, *_):
-    scale = _ones(cx, normalized_shape) if weight is None else cx.tensor(weight)
-    inputs = (x, scale) if bias is None else (x, scale, cx.tensor(bias))
+    scale = _ones(cx, normalized_shape) if weight is None else weight
+    inputs = (x, scale) if bias is None else (x, scale, bias)
     outputs = len(cx.out) if isinstance(cx.out, tuple) else 1
     return cx.op("LayerNormalization", *inputs, axis=-len(normalized_shape), epsilon=eps,
                  num_outputs=outputs, outputs=outputs)
 
 
 def _rms_norm(cx, x, normalized_shape, weight=None, eps=None):
-    scale = _ones(cx, normalized_shape) if weight is None else cx.tensor(weight)
+    scale = _ones(cx, normalized_shape) if weight is None else weight
     if eps is None:
         eps = float(np.finfo(np.float32 if cx.dtype(x) != "float64" else np.float64).eps)
     return cx.op("RMSNormalization", x, scale, axis=-len(normalized_shape), epsilon=eps)
@@ -257,7 +252,7 @@ def _rms_norm(cx, x, normalized_shape, weight=None, eps=None):
 
 def _batch_norm_eval(cx, x, weight, bias, mean, var, momentum, eps):
     channels = (cx.shape(x)[1],)
-    scale = _ones(cx, channels) if weight is None else cx.tensor(weight)
+    scale = _ones(cx, channels) if weight is None else weight
     shift = cx.tensor(torch.zeros(channels), cx.out_dtype) if bias is None else bias
     y = cx.op("BatchNormalization", x, scale, shift, mean, var, epsilon=eps)
     return y, None, None
@@ -271,9 +266,9 @@ def _group_norm(cx, x, weight, bias, n, channels, spatial, groups, eps):
     y = cx.op("Reshape", y, shape=shape)
     affine = (channels,) + (1,) * (len(shape) - 2)
     if weight is not None:
-        y = cx.op("Mul", y, cx.op("Reshape", cx.tensor(weight), shape=affine))
+        y = cx.op("Mul", y, cx.op("Reshape", weight, shape=affine))
     if bias is not None:
-        y = cx.op("Add", y, cx.op("Reshape", cx.tensor(bias), shape=affine))
+        y = cx.op("Add", y, cx.op("Reshape", bias, shape=affine))
     return y, None, None
 
 
@@ -291,7 +286,7 @@ def _convolution(cx, x, weight, bias, stride, padding, dilation, transposed, out
         raise Unsupported("transposed convolution")
     nd = cx.rank(x) - 2
     pads = _pairs(padding, nd)
-    inputs = (x, cx.tensor(weight)) + (() if bias is None else (cx.tensor(bias),))
+    inputs = (x, weight) + (() if bias is None else (bias,))
     return cx.op("Conv", *inputs, strides=_pairs(stride, nd), pads=pads + pads,
                  dilations=_pairs(dilation, nd), group=groups)
 
@@ -347,23 +342,23 @@ def _reshape(cx, x, *_):
 def _expand(cx, x, *_):
     if cx.shape(x) == cx.out_shape:
         return x
-    return cx.op("Expand", cx.tensor(x), shape=cx.out_shape)
+    return cx.op("Expand", x, shape=cx.out_shape)
 
 
 def _permute(cx, x, dims):
     rank = cx.rank(x)
-    return cx.op("Transpose", cx.tensor(x), perm=[d % rank for d in dims])
+    return cx.op("Transpose", x, perm=[d % rank for d in dims])
 
 
 def _transpose(cx, x, dim0=0, dim1=1):
     perm = list(range(cx.rank(x)))
     if perm:
         perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
-    return cx.op("Transpose", cx.tensor(x), perm=perm)
+    return cx.op("Transpose", x, perm=perm)
 
 
 def _unsqueeze(cx, x, dim):
-    return cx.op("Unsqueeze", cx.tensor(x), axes=[dim % (cx.rank(x) + 1)])
+    return cx.op("Unsqueeze", x, axes=[dim % (cx.rank(x) + 1)])
 
 
 def _squeeze(cx, x, dims=None):
@@ -394,20 +389,17 @@ def _slice(cx, x, dim=0, start=None, end=None, step=1):
     start, end, step = slice(start, end, step).indices(size)
     if (start, end, step) == (0, size, 1):
         return x
-    return cx.op("Slice", cx.tensor(x), starts=[start], ends=[end], axes=[dim % cx.rank(x)],
+    return cx.op("Slice", x, starts=[start], ends=[end], axes=[dim % cx.rank(x)],
                  steps=[step])
 
 
-def _select(cx, x, dim, index):
-    return cx.op("Gather", cx.tensor(x), cx.tensor(index, "int64"), axis=dim % cx.rank(x))
-
-
-def _gather_rows(cx, x, dim, index):
-    return cx.op("Gather", cx.tensor(x), cx.tensor(index, "int64"), axis=dim % cx.rank(x))
+def _take(cx, x, dim, index):
+    """select.int (a scalar index drops the dim) and index_select (a 1-D index keeps it)."""
+    return cx.op("Gather", x, cx.tensor(index, "int64"), axis=dim % cx.rank(x))
 
 
 def _embedding(cx, weight, indices, *_):
-    return cx.op("Gather", cx.tensor(weight), cx.tensor(indices, "int64"), axis=0)
+    return cx.op("Gather", weight, cx.tensor(indices, "int64"), axis=0)
 
 
 def _index(cx, x, indices):
@@ -448,8 +440,8 @@ def _constant_pad(cx, x, pad, value=0):
 def _repeat(cx, x, repeats):
     shape = cx.shape(x)
     if len(repeats) > len(shape):
-        x = cx.op("Reshape", cx.tensor(x), shape=(1,) * (len(repeats) - len(shape)) + shape)
-    return cx.op("Tile", cx.tensor(x), repeats=repeats)
+        x = cx.op("Reshape", x, shape=(1,) * (len(repeats) - len(shape)) + shape)
+    return cx.op("Tile", x, repeats=repeats)
 
 
 # ---- the table ------------------------------------------------------------------------------
@@ -466,7 +458,7 @@ UNARY = {
 RULES = {
     # elementwise: unary math and activations
     **{op: _unary(name) for op, name in UNARY.items()},
-    aten.rsqrt: _chain("Sqrt", "Reciprocal"),
+    aten.rsqrt: _unary("Sqrt", "Reciprocal"),
     aten.log1p: lambda cx, x: cx.op("Log", cx.op("Add", cx.tensor(x, cx.out_dtype),
                                                  cx.tensor(1, cx.out_dtype))),
     aten.expm1: lambda cx, x: cx.op("Sub", cx.op("Exp", cx.tensor(x, cx.out_dtype)),
@@ -534,7 +526,7 @@ RULES = {
     aten.permute: _permute, aten.transpose: _transpose, aten.t: _transpose,
     aten.unsqueeze: _unsqueeze, aten.squeeze: _squeeze,
     aten.cat: _cat, aten.split_with_sizes: _split_sizes, aten.split.Tensor: _split,
-    aten.slice.Tensor: _slice, aten.select.int: _select, aten.index_select: _gather_rows,
+    aten.slice.Tensor: _slice, aten.select.int: _take, aten.index_select: _take,
     aten.index.Tensor: _index, aten.embedding: _embedding,
     aten.constant_pad_nd: _constant_pad, aten.repeat: _repeat,
 }
