@@ -15,8 +15,12 @@ from ..ir.graph import Graph
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".ckpt")
 
 
-def load_model(spec: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+def load_model(spec: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None,
+               shape_hints: dict[str, tuple[int, ...]] | None = None) -> Graph:
     """Import a model spec into the IR.
+
+    input_shapes fix input shapes (an error if they contradict the model); shape_hints only fill
+    dynamic dims, e.g. from the arrays about to be run.
 
     >>> load_model("model.onnx", {"input_ids": (2, 16)})
     >>> load_model("workload:rmsnorm_matmul:small")
@@ -32,7 +36,7 @@ def load_model(spec: str | Path, input_shapes: dict[str, tuple[int, ...]] | None
         return _load_json(path / "graph.json", input_shapes)
     if path.suffix == ".onnx":
         from .onnx_frontend import load_onnx
-        return load_onnx(path, input_shapes)
+        return load_onnx(path, input_shapes, shape_hints)
     if path.suffix == ".pt2":
         from .torch_frontend import load_pt2
         return _fixed_shapes(load_pt2(path), input_shapes, spec)

@@ -101,7 +101,7 @@ def _with_index(op, arg_op):
 def _arg(op):
     def rule(cx, x, dim=None, keepdim=False):
         if dim is None:
-            x, dim, keepdim = cx.op("Reshape", x, shape=(-1,)), 0, False
+            x, dim, keepdim = cx.op("Reshape", x, shape=(int(np.prod(cx.shape(x))),)), 0, False
         return cx.op(op, x, axis=dim % cx.rank(x), keepdims=int(keepdim))
     return rule
 
@@ -260,7 +260,7 @@ def _batch_norm_eval(cx, x, weight, bias, mean, var, momentum, eps):
 
 def _group_norm(cx, x, weight, bias, n, channels, spatial, groups, eps):
     shape = cx.shape(x)
-    grouped = cx.op("Reshape", x, shape=(n, groups, -1))
+    grouped = cx.op("Reshape", x, shape=(n, groups, int(np.prod(shape)) // (n * groups)))
     ones = cx.tensor(torch.ones(cx.shape(grouped)[-1:]), cx.dtype(x))
     y = cx.op("LayerNormalization", grouped, ones, axis=-1, epsilon=eps)
     y = cx.op("Reshape", y, shape=shape)
@@ -463,6 +463,7 @@ RULES = {
                                                  cx.tensor(1, cx.out_dtype))),
     aten.expm1: lambda cx, x: cx.op("Sub", cx.op("Exp", cx.tensor(x, cx.out_dtype)),
                                     cx.tensor(1, cx.out_dtype)),
+    aten.isnan: lambda cx, x: cx.op("IsNaN", x), aten.isinf: lambda cx, x: cx.op("IsInf", x),
     aten.logical_not: lambda cx, x: cx.op("Not", cx.tensor(x, "bool")),
     aten.bitwise_not: lambda cx, x: cx.op("Not", cx.tensor(x, "bool")),
     aten.gelu: lambda cx, x, approximate="none": cx.op("Gelu", x, approximate=approximate),
@@ -528,6 +529,8 @@ RULES = {
     aten.cat: _cat, aten.split_with_sizes: _split_sizes, aten.split.Tensor: _split,
     aten.slice.Tensor: _slice, aten.select.int: _take, aten.index_select: _take,
     aten.index.Tensor: _index, aten.embedding: _embedding,
+    aten.gather: lambda cx, x, dim, index, *_: cx.op(
+        "GatherElements", x, cx.tensor(index, "int64"), axis=dim % cx.rank(x)),
     aten.constant_pad_nd: _constant_pad, aten.repeat: _repeat,
 }
 

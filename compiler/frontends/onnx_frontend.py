@@ -136,11 +136,13 @@ class _Importer:
 def import_onnx(model: onnx.ModelProto, source: str = "model.onnx",
                 input_shapes: dict[str, tuple[int, ...]] | None = None,
                 name: str | None = None,
-                constant_inputs: dict[str, np.ndarray] | None = None) -> Graph:
+                constant_inputs: dict[str, np.ndarray] | None = None,
+                shape_hints: dict[str, tuple[int, ...]] | None = None) -> Graph:
     """Convert a loaded ONNX model to an IR Graph (see module docstring).
 
     input_shapes fixes dynamic input dims; constant_inputs binds graph inputs to values (they
     become weights), for operands the IR needs at import such as a Reshape's target shape.
+    shape_hints only fill dynamic dims (e.g. from the arrays a user is about to run).
     """
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     graph = model.graph
@@ -163,7 +165,7 @@ def import_onnx(model: onnx.ModelProto, source: str = "model.onnx",
             raise MlcError(f"{source}: initializer {tensor.name!r}: {err}") from None
     for input_name, value in (constant_inputs or {}).items():
         imp.set_const(input_name, value)
-    inputs = _graph_inputs(graph, imp, source, input_shapes or {})
+    inputs = _graph_inputs(graph, imp, source, input_shapes or {}, shape_hints)
     for i, node in enumerate(graph.node):
         imp.node_name = node.name or f"{node.op_type.lower()}_{i}"
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -196,7 +198,10 @@ def _weight_alias(imp: _Importer, name: str) -> str:
     return alias
 
 
-def _graph_inputs(graph, imp: _Importer, source: str, overrides) -> dict[str, TensorType]:
+def _graph_inputs(graph, imp: _Importer, source: str, overrides,
+                  hints=None) -> dict[str, TensorType]:
+    """Graph inputs with static shapes: --shape overrides, then hints for dynamic dims, else 1."""
+    hints = hints or {}
     inputs = {}
     unknown = set(overrides) - {i.name for i in graph.input}
     if unknown:
@@ -207,24 +212,34 @@ def _graph_inputs(graph, imp: _Importer, source: str, overrides) -> dict[str, Te
             continue
         tensor_type = value.type.tensor_type
         dtype = onnx_dtype(tensor_type.elem_type, f"{source}: input {value.name!r}")
-        if value.name in overrides:
-            shape = tuple(overrides[value.name])
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+        given = overrides.get(value.name)
+        if given is not None:
+            given = tuple(given)
+            if len(given) != len(dims) or any(d is not None and d != g
+                                              for d, g in zip(dims, given)):
+                shown = [d if d is not None else "?" for d in dims]
+                raise MlcError(f"{source}: input {value.name!r} has shape {shown} in the model; "
+                               f"the given shape {list(given)} does not fit it")
+            shape = given
         else:
+            hint = hints.get(value.name)
+            if hint is not None and len(hint) != len(dims):
+                hint = None
             shape = []
-            for d in tensor_type.shape.dim:
-                if d.HasField("dim_value"):
-                    shape.append(d.dim_value)
-                else:
-                    log.warning("%s: input %r dim %r is dynamic; using 1 (set it with --shape)",
-                                source, value.name, d.dim_param or "?")
-                    shape.append(1)
+            for i, d in enumerate(dims):
+                if d is None and hint is None:
+                    log.warning("%s: input %r dim %d is dynamic; using 1 (set it with --shape)",
+                                source, value.name, i)
+                shape.append(d if d is not None else (hint[i] if hint is not None else 1))
             shape = tuple(shape)
         inputs[value.name] = TensorType(shape, dtype)
         imp.types[value.name] = inputs[value.name]
     return inputs
 
 
-def load_onnx(path, input_shapes=None) -> Graph:
+def load_onnx(path, input_shapes=None, shape_hints=None) -> Graph:
     """Read and import an .onnx file; all problems surface as MlcError."""
     path = Path(path)
-    return import_onnx(read_onnx(path), str(path), input_shapes, name=path.stem)
+    return import_onnx(read_onnx(path), str(path), input_shapes, name=path.stem,
+                       shape_hints=shape_hints)

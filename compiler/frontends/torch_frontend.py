@@ -387,8 +387,10 @@ def _is_export_archive(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except zipfile.BadZipFile:
         return False
+    except OSError as err:
+        raise MlcError(f"{path}: cannot read ({err.strerror or err})") from err
     relative = {name.split("/", 1)[-1] for name in names}
     return ("archive_format" in relative and any(n.startswith("models/") for n in relative)
             and "data.pkl" not in relative)
