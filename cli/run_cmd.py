@@ -45,11 +45,9 @@ def run_cmd(model, inputs_path, use_random, seed, output, float64, shapes, as_js
     """
     if bool(inputs_path) == bool(use_random):
         raise click.UsageError("give exactly one of --inputs IN.npz or --random")
-    shapes = parse_shapes(shapes)
     feeds = read_npz(inputs_path) if inputs_path else None
-    if feeds is not None and not shapes:  # dynamic dims take the shapes of the given inputs
-        shapes = {name: tuple(value.shape) for name, value in feeds.items()}
-    graph = load_model(model, shapes if str(model).endswith(".onnx") else None)
+    hints = {name: tuple(value.shape) for name, value in (feeds or {}).items()}
+    graph = load_model(model, parse_shapes(shapes), shape_hints=hints)
     if feeds is None:
         feeds = random_inputs(graph, seed)
     outputs = run(graph, feeds, float64=float64)

@@ -62,7 +62,7 @@ def save_graph(graph: Graph, directory: Path) -> None:
     directory = Path(directory)
     doc = graph_to_json(graph)
     try:
-        save_file({k: np.ascontiguousarray(v) for k, v in graph.weights.items()},
+        save_file({k: np.require(v, requirements="C") for k, v in graph.weights.items()},
                   str(directory / WEIGHTS_FILE))
     except (ValueError, TypeError):  # a dtype safetensors does not know (e.g. ml_dtypes)
         doc["weights_file"] = "weights.npz"

@@ -14,12 +14,20 @@ def _attr_text(value) -> str:
     return str(value)
 
 
+def _small_value(array) -> str:
+    """Inline the values of tiny constants (scalars, short vectors); they explain the graph."""
+    if array.size > 4:
+        return ""
+    return " = " + _attr_text(tuple(array.reshape(-1).tolist()) if array.ndim else array.item())
+
+
 def format_graph(graph: Graph, *, max_nodes: int | None = None) -> str:
     """One line per node: `%out: type = Op(%a, %b) {attr=value}  # flops`."""
     sig = ", ".join(f"%{n}: {t}" for n, t in graph.inputs.items())
     lines = [f"graph {graph.name}({sig}) -> ({', '.join('%' + o for o in graph.outputs)})"]
     shown = list(graph.weights) if max_nodes is None else list(graph.weights)[:8]
-    lines += [f"  weight %{name}: {graph.types[name]}" for name in shown]
+    lines += [f"  weight %{name}: {graph.types[name]}{_small_value(graph.weights[name])}"
+              for name in shown]
     if len(shown) < len(graph.weights):
         lines.append(f"  ... {len(graph.weights)} weights in all")
     nodes = graph.nodes if max_nodes is None else graph.nodes[:max_nodes]

@@ -25,7 +25,8 @@ def small_transformer_block(seed=0) -> Graph:
     probs = b.op("Softmax", scores, axis=-1)
     ctx = b.op("Reshape", b.op("Transpose", b.op("MatMul", probs, heads), perm=(0, 2, 1, 3)),
                shape=(2, 8, 16))
-    out = b.op("Add", x, b.op("Gelu", ctx))
+    half = b.weight("half", np.float32(0.5))  # a 0-d weight must stay 0-d through JSON
+    out = b.op("Add", x, b.op("Mul", half, b.op("Gelu", ctx)))
     return b.build(out)
 
 
@@ -38,7 +39,7 @@ def numpy_block(x, wq, gamma):
     p /= p.sum(-1, keepdims=True)
     ctx = (p @ q).transpose(0, 2, 1, 3).reshape(2, 8, 16)
     from scipy.special import erf
-    return x + 0.5 * ctx * (1 + erf(ctx / np.sqrt(2)))
+    return x + 0.5 * (0.5 * ctx * (1 + erf(ctx / np.sqrt(2))))
 
 
 def test_interpreter_matches_independent_numpy_in_float64():
@@ -67,6 +68,7 @@ def test_json_round_trip_preserves_graph_and_results(tmp_path):
     assert (tmp_path / "weights.safetensors").is_file()
     loaded = load_graph(tmp_path / "graph.json")
     assert loaded.nodes == graph.nodes and loaded.types == graph.types
+    assert loaded.weights["half"].shape == ()
     x = np.random.default_rng(3).standard_normal((2, 8, 16)).astype(np.float32)
     a = next(iter(interpret(graph, {"x": x}).values()))
     b = next(iter(interpret(loaded, {"x": x}).values()))
@@ -138,7 +140,7 @@ def test_unary_shape_rule_agrees_with_numpy(op):
 def test_stats_and_text_form():
     graph = small_transformer_block()
     stats = graph_stats(graph)
-    assert stats["params"] == 16 * 16 + 16
+    assert stats["params"] == 16 * 16 + 16 + 1
     # one 16x16 projection and two attention matmuls over 2 heads of 8x8 per batch of 2
     matmul_flops = 2 * (2 * 8 * 16 * 16) + 2 * 2 * (2 * 2 * 8 * 8 * 8)
     assert stats["flops"] >= matmul_flops
