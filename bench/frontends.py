@@ -120,14 +120,15 @@ def workload_cases(tmp: Path, repeats: int):
     for name in list_workloads():
         import_s, graph = timed(lambda name=name: get_workload(name), repeats)
         feeds = random_inputs(graph, seed=0)
-        interp_s, out = timed(lambda: run(graph, feeds), repeats)
+        interp_s, out = timed(lambda graph=graph, feeds=feeds: run(graph, feeds), repeats)
         row = {"case": f"workload:{name}", "nodes": len(graph.nodes), "params": 0,
                "import_s": import_s, "interpreter_s": interp_s}
         if save_onnx is not None:
             path = tmp / f"{name}.onnx"
             save_onnx(graph, path)
             session = ort_session(path)
-            row["onnxruntime_s"], ref = timed(lambda: session.run(None, feeds), repeats)
+            row["onnxruntime_s"], ref = timed(
+                lambda session=session, feeds=feeds: session.run(None, feeds), repeats)
             row["rel_err_vs_ort"] = rel_err(next(iter(out.values())), ref[0])
         rows.append(row)
     return rows
