@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(VENV)/bin/mlc inspect build/demo/mlp
 
 bench: $(STAMP)
+	$(PY) bench/onnx_conformance.py --out build/bench/onnx_conformance.json
 	$(PY) bench/frontends.py --out build/bench/frontends.json
 
 lint: $(STAMP)

@@ -6,6 +6,7 @@ import json
 import sys
 
 import click
+
 from mlc.compiler.errors import MlcError
 
 

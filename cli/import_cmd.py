@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import click
+
 from mlc.compiler.artifact import write_artifact
 from mlc.compiler.frontends import load_model
 from mlc.compiler.ir.analysis import graph_stats

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from mlc.compiler.frontends import load_model
 from mlc.compiler.ir.analysis import graph_stats
 from mlc.compiler.ir.serialize import graph_to_json

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from mlc.compiler.frontends.onnx_ops import CONVERTERS
 from mlc.compiler.ir.ops import OPS, REQUIRED
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+
 from mlc.compiler.artifact import atomic_file
 from mlc.compiler.errors import MlcError
 from mlc.compiler.frontends import load_model

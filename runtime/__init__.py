@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from mlc.compiler.ir.graph import Graph
 from mlc.compiler.ir.interpreter import interpret
 

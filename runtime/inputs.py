@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from mlc.compiler.ir.graph import Graph
 from mlc.compiler.ir.types import is_float, np_dtype
 

@@ -112,3 +112,28 @@ def test_artifact_json_matches_schemas(tmp_path):
                                                                "report.schema.json")):
         jsonschema.validate(json.loads((out / doc).read_text()),
                             json.loads((schemas / schema).read_text()))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+def test_mlc_run_on_real_minilm_matches_reference(minilm, tmp_path, fmt):
+    import warnings
+
+    import torch
+    model, (ids, mask) = minilm
+    feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    path = tmp_path / f"minilm.{fmt}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if fmt == "onnx":
+            torch.onnx.export(model, (ids, mask), str(path), dynamo=False, opset_version=18,
+                              input_names=list(feeds), output_names=["hidden"])
+            want = ort.InferenceSession(str(path)).run(None, feeds)[0]
+        else:
+            torch.export.save(torch.export.export(model, (ids, mask)), str(path))
+            with torch.no_grad():
+                want = model(ids, mask).numpy()
+    np.savez(tmp_path / "in.npz", **feeds)
+    result = mlc("run", path, "--inputs", tmp_path / "in.npz", "--output", tmp_path / "o.npz")
+    assert result.returncode == 0, result.stderr
+    (got,) = np.load(tmp_path / "o.npz").values()
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
