@@ -4,7 +4,8 @@ Each entry writes one or a few ONNX nodes (opset 18 by default). Operands the IR
 attributes (shapes, axes, pads, clip bounds) go back to being initializers, and ops that opset
 18 lacks (Gelu, Silu, RMSNormalization) are written as their formulas.
 
-    >>> model = to_onnx(get_workload("rmsnorm_matmul:small"))
+    >>> graph = get_workload("rmsnorm_matmul:small")
+    >>> model = to_onnx(graph)                  # an onnx.ModelProto, opset 18
     >>> save_onnx(graph, "rmsnorm_matmul.onnx")
 """
 
@@ -24,6 +25,10 @@ from .ir.shapes import norm_axis
 from .ir.types import TensorType, np_dtype
 
 MIN_OPSET = 18  # Split/Reduce*/Pad take their shape-like operands as inputs from here on
+DTYPE_OPSETS = {  # dtypes newer than opset 18 -> the opset that introduced them
+    **dict.fromkeys(("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz"), 19),
+    "int4": 21, "uint4": 21, "float4_e2m1fn": 23, "int2": 25, "uint2": 25,
+}
 EXTERNAL_DATA_BYTES = 1 << 30  # larger models keep their weights in a file beside the .onnx
 
 
@@ -63,7 +68,7 @@ class _Exporter:
         return self.graph.types[name]
 
     def initializer(self, value, dtype: str, stem: str) -> str:
-        """A fresh initializer holding `value` as `dtype` (attribute-operands, formula constants)."""
+        """A fresh initializer holding `value` as `dtype` (operands, formula constants)."""
         name = self.fresh(f"{self.node_name}.{stem}")
         array = np.asarray(value).astype(np_dtype(dtype))
         self.initializers.append(numpy_helper.from_array(array, name))
@@ -91,10 +96,10 @@ Emitter = Callable[[_Exporter, Node, dict[str, Any]], None]
 
 # ---- generic emitters ----------------------------------------------------------------------
 
-def same(*attr_names: str, renames: dict[str, str] | None = None) -> Emitter:
+def same(*attr_names: str) -> Emitter:
     """The ONNX op has the IR op's name, inputs and outputs; copy the named attributes."""
     def emit(ex, node, attrs):
-        kept = {(renames or {}).get(k, k): attrs[k] for k in attr_names}
+        kept = {k: attrs[k] for k in attr_names}
         ex.emit(node.op, node.inputs, node.outputs, **kept)
     return emit
 
@@ -108,8 +113,12 @@ def operands(*attr_names: str) -> Emitter:
 
 
 def reduction(ex, node, attrs):
-    axes = [] if attrs["axes"] is None else [ex.ints(attrs["axes"], "axes")]
-    ex.emit(node.op, [*node.inputs, *axes], node.outputs, keepdims=attrs["keepdims"])
+    """IR axes None reduces all axes and () none; ONNX says so by no axes, or empty and noop."""
+    axes = attrs["axes"]
+    operand = [] if axes is None else [ex.ints(axes, "axes")]
+    noop = 1 if axes is not None and len(axes) == 0 else None
+    ex.emit(node.op, [*node.inputs, *operand], node.outputs, keepdims=attrs["keepdims"],
+            noop_with_empty_axes=noop)
 
 
 # ---- elementwise ops with operands or opset-dependent forms --------------------------------
@@ -169,9 +178,16 @@ def _rms_norm(ex, node, attrs):
 
 
 def _layer_norm(ex, node, attrs):
-    # Mean and InvStdDev are optional ONNX outputs; the IR lists only the ones it uses.
-    ex.emit("LayerNormalization", node.inputs, node.outputs, axis=attrs["axis"],
+    """Mean and InvStdDev are optional outputs, float32 in ONNX; cast where the IR's differ."""
+    outputs, casts = list(node.outputs), []
+    for i, name in enumerate(node.outputs[1:], 1):
+        if ex.type_of(name).dtype != "float32":
+            outputs[i] = ex.fresh(f"{name}.float32")
+            casts.append((outputs[i], name))
+    ex.emit("LayerNormalization", node.inputs, outputs, axis=attrs["axis"],
             epsilon=attrs["epsilon"])
+    for stashed, name in casts:
+        ex.emit("Cast", [stashed], [name], to=onnx_elem_type(ex.type_of(name).dtype))
 
 
 # ---- convolution and pooling ---------------------------------------------------------------
@@ -224,7 +240,7 @@ def _pad(ex, node, attrs):
 # ---- the table -----------------------------------------------------------------------------
 
 _PLAIN = [
-    # elementwise math, activations and comparisons without attributes
+    # ops whose ONNX node is the IR node as is: same inputs, outputs, and no attributes
     "Identity", "Neg", "Abs", "Sign", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil",
     "Round", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Tanh", "Erf", "Not",
     "IsNaN", "Relu", "Sigmoid", "Softplus", "Softsign", "HardSwish", "Where", "PRelu", "Add",
@@ -292,6 +308,11 @@ def to_onnx(graph: Graph, opset: int = 18) -> onnx.ModelProto:
     """
     if opset < MIN_OPSET:
         raise ValueError(f"mlc exports ONNX opset {MIN_OPSET} or later, not {opset}")
+    for dtype in sorted({t.dtype for t in graph.types.values()}):
+        if DTYPE_OPSETS.get(dtype, MIN_OPSET) > opset:
+            raise ValueError(f"graph {graph.name!r} uses {dtype}, which ONNX has from opset "
+                             f"{DTYPE_OPSETS[dtype]}; call to_onnx(graph, opset="
+                             f"{DTYPE_OPSETS[dtype]})")
     missing = sorted({node.op for node in graph.nodes} - set(EMITTERS))
     if missing:
         raise NotImplementedError(f"no ONNX export for IR op(s) {missing}; add them to "
@@ -316,10 +337,10 @@ def to_onnx(graph: Graph, opset: int = 18) -> onnx.ModelProto:
     return model
 
 
-def save_onnx(graph: Graph, path) -> Path:
+def save_onnx(graph: Graph, path, opset: int = 18) -> Path:
     """Export and write `path`; weights over 1 GiB go to `<name>.data` beside it."""
     path = Path(path)
-    model = to_onnx(graph)
+    model = to_onnx(graph, opset)
     external = sum(w.nbytes for w in graph.weights.values()) > EXTERNAL_DATA_BYTES
     onnx.save_model(model, str(path), save_as_external_data=external,
                     location=f"{path.name}.data")

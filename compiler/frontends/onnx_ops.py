@@ -189,11 +189,8 @@ def _clip(imp, inputs, outputs, attrs):
 def reduction(ir_op: str):
     def convert(imp, inputs, outputs, attrs):
         axes = _axes_operand(imp, inputs, attrs)
-        if not axes:
-            if attrs.get("noop_with_empty_axes", 0):
-                imp.emit("Identity", inputs[:1], outputs)
-                return
-            axes = None
+        if not axes:  # no axes: all of them, or (noop_with_empty_axes) none, op still applied
+            axes = [] if attrs.get("noop_with_empty_axes", 0) else None
         imp.emit(ir_op, inputs[:1], outputs, axes=axes, keepdims=attrs.get("keepdims", 1))
     return convert
 

@@ -7,10 +7,11 @@ import warnings
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from mlc.compiler.errors import MlcError, UnsupportedOpsError
 from mlc.compiler.frontends import load_model
 from mlc.runtime import run
-from onnx import TensorProto, helper, numpy_helper
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")

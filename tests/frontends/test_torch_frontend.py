@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from mlc.compiler.errors import MlcError, UnsupportedOpsError
 from mlc.compiler.frontends.torch_frontend import (
     from_exported_program,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mlc.compiler.errors import MlcError
 from mlc.compiler.frontends.builder import GraphBuilder
 from mlc.compiler.ir import Graph, IRError, Node, TensorType, interpret, load_graph, save_graph

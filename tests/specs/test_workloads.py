@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mlc.compiler.errors import MlcError
 from mlc.compiler.ir import interpret
 from mlc.specs.workloads import (

@@ -18,6 +18,12 @@ ort = pytest.importorskip("onnxruntime")
 RTOL, ATOL = 1e-4, 1e-5
 
 
+@pytest.fixture(autouse=True)
+def _quiet_numpy():
+    with np.errstate(divide="ignore", invalid="ignore"):  # IsInf's inputs divide by zero
+        yield
+
+
 def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {name: rng.standard_normal(t.shape).astype(np_dtype(t.dtype))
@@ -54,11 +60,14 @@ def conv_pool_graph() -> Graph:
              b.const(rng.standard_normal(6)), b.const(rng.uniform(0.5, 2, 6))]
     y = b.op("Relu", b.op("BatchNormalization", y, *stats, epsilon=1e-3))
     window = {"kernel_shape": [3, 3], "strides": [2, 2], "dilations": [1, 1]}
-    peak = b.op("MaxPool", y, pads=[1, 1, 1, 1], ceil_mode=1, **window)
-    with_pad = b.op("AveragePool", y, pads=[1, 0, 1, 0], ceil_mode=1, count_include_pad=1,
+    # y is (2, 6, 5, 7); these pads make ceil_mode add a window on H (max) and H, W (average)
+    peak = b.op("MaxPool", y, pads=[1, 0, 0, 0], ceil_mode=1, **window)
+    dilated = b.op("MaxPool", y, kernel_shape=[2, 2], strides=[1, 1], pads=[1, 1, 0, 1],
+                   dilations=[2, 3])
+    with_pad = b.op("AveragePool", y, pads=[1, 0, 0, 1], ceil_mode=1, count_include_pad=1,
                     **window)
     without_pad = b.op("AveragePool", y, pads=[1, 1, 0, 0], count_include_pad=0, **window)
-    return b.build(peak, with_pad, without_pad, b.op("GlobalAveragePool", y),
+    return b.build(peak, dilated, with_pad, without_pad, b.op("GlobalAveragePool", y),
                    b.op("GlobalMaxPool", y))
 
 
@@ -174,11 +183,16 @@ def elementwise_graph() -> Graph:
     return b.build(*outs)
 
 
+def empty_axes_graph() -> Graph:
+    """Reductions over no axes: ONNX's noop_with_empty_axes, still squaring, logging, ..."""
+    b = GraphBuilder("empty_axes")
+    x = b.input("x", (2, 3, 4))
+    return b.build(*(b.op(op, b.op("Exp", x), axes=[]) for op in REDUCTIONS))
+
+
 GRAPHS = {graph.__name__.removesuffix("_graph"): graph for graph in (
     conv_pool_graph, norm_graph, activation_graph, linalg_graph, reduction_graph,
-    movement_graph, elementwise_graph)}
-
-
+    empty_axes_graph, movement_graph, elementwise_graph)}
 # ---- tests ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", list_workloads())
@@ -191,12 +205,42 @@ def test_op_family_matches_interpreter(name):
     assert_matches_interpreter(GRAPHS[name]())
 
 
-@pytest.mark.parametrize("opset", [20, 23])
-def test_newer_opsets_use_native_ops(opset):
-    graph = GRAPHS["norm"]() if opset == 23 else GRAPHS["activation"]()
-    native = "RMSNormalization" if opset == 23 else "Gelu"
+@pytest.mark.parametrize(("opset", "name", "native"), [
+    (19, "conv_pool", "AveragePool"), (20, "activation", "Gelu"),
+    (23, "norm", "RMSNormalization")])
+def test_newer_opsets(opset, name, native):
+    graph = GRAPHS[name]()
     assert native in {node.op_type for node in to_onnx(graph, opset).graph.node}
     assert_matches_interpreter(graph, opset)
+
+
+def test_dilated_average_pool_needs_opset_19():
+    b = GraphBuilder("dilated")
+    x = b.input("x", (1, 2, 9, 9))
+    graph = b.build(b.op("AveragePool", x, kernel_shape=[2, 3], strides=[1, 2], pads=[0, 1, 1, 1],
+                         dilations=[2, 2], count_include_pad=1))
+    with pytest.raises(ValueError, match="opset=19"):
+        to_onnx(graph)
+    assert_matches_interpreter(graph, opset=19)
+
+
+def test_float64_layer_norm_statistics():
+    b = GraphBuilder("float64_norm")
+    x = b.input("x", (2, 8), "float64")
+    stats = b.op("LayerNormalization", x, b.const(np.ones(8), "float64"), num_outputs=3,
+                 outputs=3)
+    assert_matches_interpreter(b.build(*stats))
+
+
+def test_float8_needs_opset_19():
+    b = GraphBuilder("float8")
+    x = b.input("x", (2, 4))
+    weight = b.weight("w8", np.linspace(-3, 3, 4).astype(np_dtype("float8_e4m3fn")))
+    graph = b.build(b.op("Mul", x, b.op("Cast", weight, to="float32")),
+                    b.op("Cast", b.op("Cast", x, to="float8_e5m2"), to="float32"))
+    with pytest.raises(ValueError, match="opset=19"):
+        to_onnx(graph)
+    assert_matches_interpreter(graph, opset=19)
 
 
 def test_hand_built_graphs_cover_every_exported_op():
@@ -204,7 +248,9 @@ def test_hand_built_graphs_cover_every_exported_op():
     assert set(OPS) - covered == set()
 
 
-@pytest.mark.parametrize("name", [*(w + ":small" for w in list_workloads()), *GRAPHS])
+@pytest.mark.parametrize("name", [
+    *(w + ":small" for w in list_workloads()),
+    *GRAPHS])
 def test_round_trip_through_importer(name, tmp_path):
     graph = GRAPHS[name]() if name in GRAPHS else get_workload(name)
     path = save_onnx(graph, tmp_path / "model.onnx")
@@ -217,12 +263,19 @@ def test_round_trip_through_importer(name, tmp_path):
                                    err_msg=before)
 
 
-def test_names_are_kept_and_operand_initializers_are_fresh():
-    model = to_onnx(GRAPHS["movement"]())
-    graph = model.graph
-    assert [v.name for v in graph.input] == ["x"]
+def test_names_shapes_and_fresh_operand_initializers():
+    ir_graph = GRAPHS["movement"]()
+    graph = to_onnx(ir_graph).graph
+
+    def shape(value):
+        return tuple(d.dim_value for d in value.type.tensor_type.shape.dim)
+
+    assert [(v.name, shape(v)) for v in graph.input] == [("x", (2, 3, 4))]
+    assert [(v.name, shape(v)) for v in graph.output] == [
+        (name, ir_graph.types[name].shape) for name in ir_graph.outputs]
     names = [t.name for t in graph.initializer]
     assert len(names) == len(set(names)) and "bf16" in names
+    assert not set(names) & set(ir_graph.types) - set(ir_graph.weights)
     assert [n.name for n in graph.node][:2] == ["reshape_1", "split_2"]
 
 
