@@ -148,7 +148,7 @@ def print_table(rows):
                       f"{ort_s * 1e3:.2f}" if ort_s else "-",
                       f"{r['interpreter_s'] / ort_s:.1f}x" if ort_s else "-",
                       f"{err:.1e}" if err is not None else "-")
-    Console().print(table)
+    Console(width=130).print(table)
 
 
 def main():
