@@ -12,6 +12,8 @@ from .model import (
                     MuGraph,
                     block_shapes,
                     kernel_shapes,
+    shared_memory_bytes,
+    validate,
 )
 from .ops import BLOCK_OPS, LIBRARY_OPS, MuGraphError
 from .serialize import load_mugraph, mugraph_from_json, mugraph_to_json, save_mugraph
@@ -19,4 +21,4 @@ from .serialize import load_mugraph, mugraph_from_json, mugraph_to_json, save_mu
 __all__ = ["BLOCK_OPS", "LIBRARY_OPS", "NO_DIM", "BlockGraph", "BlockInput", "BlockOp",
            "BlockOutput", "FloatArith", "KernelOp", "MuGraph", "MuGraphError", "block_shapes",
            "kernel_shapes", "load_mugraph", "mugraph_from_json", "mugraph_to_json",
-           "run_mugraph", "save_mugraph"]
+           "run_mugraph", "save_mugraph", "shared_memory_bytes", "validate"]

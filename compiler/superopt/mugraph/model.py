@@ -204,6 +204,41 @@ def _phase_of(op: BlockOp, family: str, input_phases: list[str], where: str) -> 
     return "after" if "after" in input_phases else "both"
 
 
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+ACCUM_BYTES = 4  # accumulators are kept in fp32
+
+
+def shared_memory_bytes(block: BlockGraph, source_shapes, dtype: str = "float16") -> int:
+    """Shared memory one block needs: every tile once (accumulator results in fp32)."""
+    info = block_shapes(block, source_shapes)
+    accumulated = {op.output for op in block.ops if BLOCK_OPS[op.op].family == "accum"}
+    total = 0
+    for tile, shape in info.tiles.items():
+        width = ACCUM_BYTES if tile in accumulated else DTYPE_BYTES.get(dtype, 2)
+        total += math.prod(shape) * width
+    return total
+
+
+def validate(graph: MuGraph, smem_limit_bytes: int | None = None) -> dict[str, tuple[int, ...]]:
+    """All structural rules plus each block's shared memory against the target's limit.
+
+    Returns the kernel-level shapes. smem_limit_bytes defaults to no check (a target's limit
+    comes from specs/hardware, e.g. 227 KiB per block on H100).
+    """
+    shapes = kernel_shapes(graph)
+    if smem_limit_bytes is None:
+        return shapes
+    for index, op in enumerate(graph.ops):
+        if op.op != "block":
+            continue
+        need = shared_memory_bytes(op.block, [shapes[t] for t in op.inputs], graph.dtype)
+        if need > smem_limit_bytes:
+            raise MuGraphError(f"kernel op #{index} ({op.name or 'block'}): needs {need:,} bytes "
+                               f"of shared memory, the target allows {smem_limit_bytes:,}; use "
+                               "a larger grid or forloop_range")
+    return shapes
+
+
 def kernel_shapes(graph: MuGraph) -> dict[str, tuple[int, ...]]:
     """Shapes of every kernel-level tensor; validates each op on the way."""
     shapes = dict(graph.inputs)
