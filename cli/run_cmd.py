@@ -10,7 +10,7 @@ import numpy as np
 from mlc.compiler.artifact import atomic_file
 from mlc.compiler.errors import MlcError
 from mlc.compiler.frontends import load_model
-from mlc.runtime import random_inputs, run
+from mlc.runtime import EXECUTORS, random_inputs, run
 
 from .common import emit, json_option, parse_shapes, shape_option
 
@@ -34,15 +34,18 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 @click.option("--output", type=click.Path(path_type=Path), metavar="OUT.npz",
               help="Write the outputs to this .npz file.")
 @click.option("--float64", is_flag=True, help="Compute floats in float64 (reference checks).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="torch", show_default=True,
+              help="torch (fast) or reference (the numpy interpreter every check trusts).")
 @shape_option
 @json_option
-def run_cmd(model, inputs_path, use_random, seed, output, float64, shapes, as_json) -> None:
+def run_cmd(model, inputs_path, use_random, seed, output, float64, executor, shapes,
+            as_json) -> None:
     """Execute MODEL and print (or save) its outputs.
 
     \b
     Example:
       mlc run model.onnx --inputs in.npz --output out.npz
-      mlc run build/mlp --random --seed 0
+      mlc run build/mlp --random --seed 0 --executor reference
     """
     if bool(inputs_path) == bool(use_random):
         raise click.UsageError("give exactly one of --inputs IN.npz or --random")
@@ -51,7 +54,7 @@ def run_cmd(model, inputs_path, use_random, seed, output, float64, shapes, as_js
     graph = load_model(model, parse_shapes(shapes), shape_hints=hints)
     if feeds is None:
         feeds = random_inputs(graph, seed)
-    outputs = run(graph, feeds, float64=float64)
+    outputs = run(graph, feeds, float64=float64, executor=executor)
     if output:
         with atomic_file(output) as tmp:
             with open(tmp, "wb") as handle:

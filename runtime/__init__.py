@@ -1,32 +1,52 @@
 """Executors for mlc graphs and artifact directories.
 
-`run(graph_or_artifact, inputs)` is the one entry point; today it executes with the numpy
-reference interpreter.
+`run(graph_or_artifact, inputs)` is the one entry point. It executes with the torch executor
+(`torch_executor.py`, the fast path) or the numpy reference interpreter (the ground truth);
+graphs holding a dtype torch lacks (int4, float4, ...) fall back to the reference.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
+from mlc.compiler.errors import MlcError
 from mlc.compiler.ir.graph import Graph
-from mlc.compiler.ir.interpreter import interpret
+from mlc.compiler.ir.interpreter import check_inputs, interpret
 
 from .inputs import random_inputs
 
-__all__ = ["run", "random_inputs"]
+__all__ = ["EXECUTORS", "run", "random_inputs"]
+
+EXECUTORS = ("torch", "reference")
+log = logging.getLogger("mlc")
 
 
 def run(graph_or_artifact: Graph | str | Path, inputs: dict[str, np.ndarray], *,
-        float64: bool = False) -> dict[str, np.ndarray]:
+        float64: bool = False, executor: str = "torch") -> dict[str, np.ndarray]:
     """Execute a Graph, an artifact directory, or any model spec on named numpy inputs.
+
+    executor is "torch" (default) or "reference" (the numpy interpreter); float64=True
+    computes every float in float64 with either.
 
     >>> run("build/mlp", {"x": np.ones((1, 64), np.float32)})["y"]
     """
+    if executor not in EXECUTORS:
+        raise MlcError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if isinstance(graph_or_artifact, Graph):
         graph = graph_or_artifact
     else:
         from mlc.compiler.frontends import load_model
         graph = load_model(graph_or_artifact)
+    check_inputs(graph, inputs)
+    if executor == "torch":
+        from .torch_executor import run_torch, unsupported_dtypes  # torch loads on first use
+
+        missing = unsupported_dtypes(graph)
+        if not missing:
+            return run_torch(graph, inputs, float64=float64)
+        log.warning("graph %r uses dtype(s) %s that torch lacks; running it with the reference "
+                    "executor", graph.name, ", ".join(sorted(missing)))
     return interpret(graph, inputs, float64=float64)

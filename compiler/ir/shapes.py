@@ -79,7 +79,14 @@ def arg_reduce(types, attrs):
 
 # ---- linear algebra ------------------------------------------------------------------------
 
+def _same_dtype(types, op):
+    dtypes = {t.dtype for t in types}
+    if len(dtypes) > 1:
+        raise ShapeError(f"{op} operands have different dtypes {sorted(dtypes)}; insert a Cast")
+
+
 def matmul(types, attrs):
+    _same_dtype(types, "MatMul")
     a, b = types[0].shape, types[1].shape
     if not a or not b:
         raise ShapeError("MatMul inputs must have rank >= 1")
@@ -96,6 +103,7 @@ def matmul(types, attrs):
 
 
 def gemm(types, attrs):
+    _same_dtype(types, "Gemm")
     a, b = types[0].shape, types[1].shape
     if len(a) != 2 or len(b) != 2:
         raise ShapeError(f"Gemm needs rank-2 A and B, got {a} and {b}")

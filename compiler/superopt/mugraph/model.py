@@ -196,6 +196,9 @@ def _phase_of(op: BlockOp, family: str, input_phases: list[str], where: str) -> 
         if input_phases[0] != "loop":
             raise MuGraphError(f"{where}: accumulates a tile that is already after the loop "
                                "(a path may pass only one accumulator)")
+        if op.op in ("accum_sum_rescale", "accum_sum_ld_rescale") and input_phases[1] != "both":
+            raise MuGraphError(f"{where}: rescales by a tile that is not a running max (an "
+                               "accum_max_ld output, or ops on it only)")
         return "both" if op.op in RUNNING_ACCUMS else "after"
     if "loop" in input_phases and "after" in input_phases:
         raise MuGraphError(f"{where}: mixes in-loop and after-loop tiles")

@@ -55,13 +55,15 @@ def _todimx(shapes, attrs):
 
 def _rescale(shapes, attrs):
     x, running_max = shapes
-    broadcast(x, running_max)
+    if broadcast(x, running_max) != tuple(x):
+        raise MuGraphError(f"running max {running_max} must broadcast onto the tile {x}")
     return x
 
 
 def _rescale_ld(shapes, attrs):
     x, running_max = shapes
-    broadcast(x, running_max)
+    if broadcast(x, running_max) != tuple(x) or running_max[-1] != 1:
+        raise MuGraphError(f"running max {running_max} must be one value per row of {x}")
     return tuple(x[:-1]) + (1,)
 
 
