@@ -4,6 +4,8 @@
     mlc run MODEL ...            execute a model on .npz or random inputs
     mlc import MODEL --out DIR   write an artifact directory
     mlc ops                      the IR op table and the ONNX ops that import
+    mlc compile MUGRAPH --out DIR  a µGraph into Triton + CUDA kernels with a cost estimate
+    mlc verify CANDIDATE --against MODEL   finite-field + float equivalence check
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import sys
 import click
 
 from .common import handle_errors
+from .compile_cmd import compile_cmd
 from .import_cmd import import_cmd
 from .inspect_cmd import inspect_cmd
 from .ops_cmd import ops_cmd
 from .run_cmd import run_cmd
+from .verify_cmd import verify_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,6 +42,8 @@ cli.add_command(inspect_cmd)
 cli.add_command(run_cmd)
 cli.add_command(import_cmd)
 cli.add_command(ops_cmd)
+cli.add_command(compile_cmd)
+cli.add_command(verify_cmd)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from mlc.compiler.artifact import atomic_file
 from mlc.compiler.errors import MlcError
 from mlc.compiler.frontends import load_model
 from mlc.runtime import EXECUTORS, random_inputs, run
+from mlc.runtime.compiled import compiled_inputs, is_compiled_artifact
 
 from .common import emit, json_option, parse_shapes, shape_option
 
@@ -51,10 +52,21 @@ def run_cmd(model, inputs_path, use_random, seed, output, float64, executor, sha
         raise click.UsageError("give exactly one of --inputs IN.npz or --random")
     feeds = read_npz(inputs_path) if inputs_path else None
     hints = {name: tuple(value.shape) for name, value in (feeds or {}).items()}
+    if is_compiled_artifact(model):  # `mlc compile` output: run the generated kernels
+        if feeds is None:
+            rng = np.random.default_rng(seed)
+            feeds = {name: rng.standard_normal(shape).astype(np.float32)
+                     for name, shape in compiled_inputs(model).items()}
+        _report(run(model, feeds), output, as_json)
+        return
     graph = load_model(model, parse_shapes(shapes), shape_hints=hints)
     if feeds is None:
         feeds = random_inputs(graph, seed)
-    outputs = run(graph, feeds, float64=float64, executor=executor)
+    _report(run(graph, feeds, float64=float64, executor=executor), output, as_json)
+
+
+def _report(outputs: dict[str, np.ndarray], output, as_json: bool) -> None:
+    """Save outputs (atomically) if asked and print a one-line summary per output."""
     if output:
         with atomic_file(output) as tmp:
             with open(tmp, "wb") as handle:

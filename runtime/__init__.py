@@ -16,6 +16,7 @@ from mlc.compiler.errors import MlcError
 from mlc.compiler.ir.graph import Graph
 from mlc.compiler.ir.interpreter import check_inputs, interpret
 
+from .compiled import is_compiled_artifact, run_compiled
 from .inputs import random_inputs
 
 __all__ = ["EXECUTORS", "run", "random_inputs"]
@@ -31,12 +32,17 @@ def run(graph_or_artifact: Graph | str | Path, inputs: dict[str, np.ndarray], *,
     executor is "torch" (default) or "reference" (the numpy interpreter); float64=True
     computes every float in float64 with either.
 
+    An artifact from `mlc compile` runs its generated kernels instead (Triton; the Triton
+    interpreter on a CPU-only machine).
+
     >>> run("build/mlp", {"x": np.ones((1, 64), np.float32)})["y"]
     """
     if executor not in EXECUTORS:
         raise MlcError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if isinstance(graph_or_artifact, Graph):
         graph = graph_or_artifact
+    elif is_compiled_artifact(graph_or_artifact):  # written by `mlc compile`: fused kernels
+        return run_compiled(graph_or_artifact, inputs)
     else:
         from mlc.compiler.frontends import load_model
         graph = load_model(graph_or_artifact)
