@@ -26,10 +26,16 @@ demo: $(STAMP)
 	$(VENV)/bin/mlc import examples/mlp.onnx --out build/demo/mlp
 	$(VENV)/bin/mlc run build/demo/mlp --random --seed 0 --output build/demo/mlp_out.npz
 	$(VENV)/bin/mlc inspect build/demo/mlp
+	$(VENV)/bin/mlc verify fixture:rmsnorm_matmul --against workload:rmsnorm_matmul
+	$(VENV)/bin/mlc compile fixture:rmsnorm_matmul_small --out build/demo/rms --target h100
+	$(VENV)/bin/mlc run build/demo/rms --random --seed 0
 
 bench: $(STAMP)
 	$(PY) bench/onnx_conformance.py --out build/bench/onnx_conformance.json
 	$(PY) bench/frontends.py --out build/bench/frontends.json
+	$(PY) bench/mugraph_verify.py --out build/bench/mugraph_verify.json
+	$(PY) bench/mugraph_kernels.py --out build/bench/mugraph_kernels.json
+	$(PY) bench/mugraph_cost.py --gpu h100 --out build/bench/mugraph_cost.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler runtime kernels cli specs tests bench
