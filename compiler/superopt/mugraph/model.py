@@ -212,11 +212,17 @@ ACCUM_BYTES = 4  # accumulators are kept in fp32
 
 
 def shared_memory_bytes(block: BlockGraph, source_shapes, dtype: str = "float16") -> int:
-    """Shared memory one block needs: every tile once (accumulator results in fp32)."""
+    """Shared memory one block needs: every tile once (accumulator results in fp32), except
+    the intermediates of thread-level chains, which stay in registers."""
+    from .thread import register_tiles  # thread-level fusion keeps these out of smem
+
     info = block_shapes(block, source_shapes)
     accumulated = {op.output for op in block.ops if BLOCK_OPS[op.op].family == "accum"}
+    in_registers = register_tiles(block)
     total = 0
     for tile, shape in info.tiles.items():
+        if tile in in_registers:
+            continue
         width = ACCUM_BYTES if tile in accumulated else DTYPE_BYTES.get(dtype, 2)
         total += math.prod(shape) * width
     return total
