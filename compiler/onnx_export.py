@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .errors import MlcError
 from .ir.graph import Graph, Node
 from .ir.ops import OPS, resolve_attrs
 from .ir.shapes import norm_axis
@@ -230,6 +231,11 @@ def _split(ex, node, attrs):
             axis=attrs["axis"])
 
 
+def _fused_region(ex, node, attrs):
+    raise MlcError(f"node {node.name!r} is a fused µGraph kernel (MuGraphCall), which ONNX "
+                   "cannot express; export the model before `mlc optimize`")
+
+
 def _pad(ex, node, attrs):
     inputs = [node.inputs[0], ex.ints(attrs["pads"], "pads")]
     if attrs["mode"] == "constant" and attrs["value"] != 0:
@@ -294,6 +300,7 @@ EMITTERS.update({
     "GatherND": same("batch_dims"),
     "Tile": operands("repeats"),
     "Pad": _pad,
+    "MuGraphCall": _fused_region,
 })
 
 

@@ -403,7 +403,18 @@ TORCH_OPS: dict[str, Callable] = {
     "Expand": lambda x, shape: x.expand(np.broadcast_shapes(tuple(x.shape), tuple(shape))),
     "Flatten": flatten, "Gather": gather, "GatherElements": gather_elements,
     "GatherND": gather_nd, "Tile": lambda x, repeats: x.tile(tuple(repeats)), "Pad": pad,
+    # fused regions: the µGraph evaluated with torch arithmetic (differentiable)
+    "MuGraphCall": lambda *xs, mugraph: mugraph_call(xs, mugraph),
 }
+
+
+def mugraph_call(inputs, document: str) -> list:
+    from mlc.compiler.ir.fused import parse_mugraph
+    from mlc.compiler.superopt.mugraph.arith import TorchArith
+    from mlc.compiler.superopt.mugraph.interpreter import run_values
+    graph, _ = parse_mugraph(document)
+    values = run_values(graph, dict(zip(graph.inputs, inputs)), TorchArith(inputs[0].dtype))
+    return [values[name] for name in graph.outputs]
 
 
 def apply_op(fn: Callable, inputs: list[torch.Tensor], attrs: dict[str, Any]) -> list:

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import fused, shapes
 from . import reference as ref
-from . import shapes
 
 REQUIRED = object()  # marks an attribute with no default
 
@@ -27,7 +27,7 @@ class OpDef:
     infer: Callable  # (input TensorTypes, attrs) -> output TensorTypes
     compute: Callable  # (*input arrays, **attrs) -> array | list of arrays
     attrs: dict[str, Any] = field(default_factory=dict)  # name -> default (or REQUIRED)
-    kind: str = "elementwise"  # elementwise | reduction | linalg | norm | conv | movement
+    kind: str = "elementwise"  # elementwise | reduction | linalg | norm | conv | movement | fused
     flops_per_element: float = 1.0  # per output element (elementwise, norm) or input (reduce)
 
 
@@ -211,6 +211,11 @@ _add(OpDef("Tile", (1, 1), shapes.tile, lambda x, repeats: np.tile(x, repeats),
            {"repeats": REQUIRED}, _MOVE, 0))
 _add(OpDef("Pad", (1, 1), shapes.pad, ref.pad,
            {"pads": REQUIRED, "mode": "constant", "value": 0.0}, _MOVE, 0))
+
+
+# ---- fused regions (emitted by `mlc optimize`) --------------------------------------------------
+_add(OpDef("MuGraphCall", (1, None), fused.mugraph_call_types, fused.mugraph_call,
+           {"mugraph": REQUIRED}, "fused", 0))
 
 
 def get_op(name: str) -> OpDef:

@@ -245,7 +245,21 @@ def test_float8_needs_opset_19():
 
 def test_hand_built_graphs_cover_every_exported_op():
     covered = {node.op for build in GRAPHS.values() for node in build().nodes}
-    assert set(OPS) - covered == set()
+    assert set(OPS) - covered == {"MuGraphCall"}  # fused kernels have no ONNX form
+
+
+def test_fused_regions_are_refused_with_a_clear_error():
+    import json
+
+    from mlc.compiler.errors import MlcError
+    from mlc.compiler.superopt.mugraph import mugraph_to_json
+    from mlc.compiler.superopt.mugraph.fixtures import load_fixture
+    fixture = load_fixture("lora_small")
+    b = GraphBuilder("fused")
+    ins = [b.input(n, s) for n, s in fixture.inputs.items()]
+    graph = b.build(b.op("MuGraphCall", *ins, mugraph=json.dumps(mugraph_to_json(fixture))))
+    with pytest.raises(MlcError, match="fused µGraph kernel"):
+        to_onnx(graph)
 
 
 @pytest.mark.parametrize("name", [

@@ -121,7 +121,8 @@ def test_op_table_rows_are_complete():
     for op in OPS.values():
         low, high = op.arity
         assert low >= 1 and (high is None or high >= low), op.name
-        assert op.kind in {"elementwise", "reduction", "linalg", "norm", "conv", "movement"}
+        assert op.kind in {"elementwise", "reduction", "linalg", "norm", "conv", "movement",
+                           "fused"}
         assert callable(op.infer) and callable(op.compute)
         assert all(isinstance(k, str) for k in op.attrs)
     assert REQUIRED in OPS["Reshape"].attrs.values()

@@ -80,3 +80,72 @@ class FloatArith:
     def running_max(self, a, axis):
         """Cumulative max along axis (the running max an online softmax keeps)."""
         return np.maximum.accumulate(a, axis=axis)
+
+
+class TorchArith:
+    """torch tensors (differentiable): how the torch executor runs a fused region's µGraph."""
+
+    def __init__(self, dtype=None):
+        import torch
+        self.torch = torch
+        self.dtype = dtype or torch.float32
+
+    def from_numpy(self, array):
+        return self.torch.as_tensor(np.asarray(array), dtype=self.dtype)
+
+    def to_numpy(self, value) -> np.ndarray:
+        return value.detach().cpu().numpy()
+
+    def shape(self, value) -> tuple[int, ...]:
+        return tuple(value.shape)
+
+    def reshape(self, value, shape):
+        return value.reshape(shape)
+
+    def transpose(self, value, perm):
+        return value.permute(perm)
+
+    def broadcast_to(self, value, shape):
+        return value.expand(shape)
+
+    def add(self, a, b):
+        return a + b
+
+    def sub(self, a, b):
+        return a - b
+
+    def mul(self, a, b):
+        return a * b
+
+    def div(self, a, b):
+        return a / b
+
+    def neg(self, a):
+        return -a
+
+    def exp(self, a):
+        return self.torch.exp(a)
+
+    def sqrt(self, a):
+        return self.torch.sqrt(a)
+
+    def silu(self, a):
+        return self.torch.nn.functional.silu(a)
+
+    def scale(self, a, factor: float):
+        return a * factor
+
+    def divide_by_count(self, a, count: int):
+        return a / count
+
+    def matmul(self, a, b):
+        return self.torch.matmul(a, b)
+
+    def sum(self, a, axes):
+        return a.sum(dim=tuple(axes), keepdim=True)
+
+    def max(self, a, axes):
+        return a.amax(dim=tuple(axes), keepdim=True)
+
+    def running_max(self, a, axis):
+        return self.torch.cummax(a, dim=axis).values

@@ -166,13 +166,19 @@ def _library_op(arith, op, inputs):
     raise MuGraphError(f"no semantics for library op {op.op!r}")
 
 
-def run_mugraph(graph: MuGraph, inputs: dict[str, np.ndarray], arith) -> dict[str, np.ndarray]:
-    """Execute a µGraph; inputs and outputs are numpy arrays (converted through arith)."""
+def run_values(graph: MuGraph, inputs: dict, arith) -> dict:
+    """Execute a µGraph on values already in arith's representation; returns every tensor."""
     kernel_shapes(graph)  # validates the whole graph before any arithmetic
-    values = {name: arith.from_numpy(inputs[name]) for name in graph.inputs}
+    values = {name: inputs[name] for name in graph.inputs}
     for op in graph.ops:
         sources = [values[t] for t in op.inputs]
         results = run_block(arith, op.block, sources) if op.op == "block" else \
             [_library_op(arith, op, sources)]
         values.update(zip(op.outputs, results))
+    return values
+
+
+def run_mugraph(graph: MuGraph, inputs: dict[str, np.ndarray], arith) -> dict[str, np.ndarray]:
+    """Execute a µGraph; inputs and outputs are numpy arrays (converted through arith)."""
+    values = run_values(graph, {n: arith.from_numpy(inputs[n]) for n in graph.inputs}, arith)
     return {name: arith.to_numpy(values[name]) for name in graph.outputs}
