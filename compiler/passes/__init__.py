@@ -1,0 +1,1 @@
+"""Graph -> Graph passes. Each module holds one pure pass with a requires/ensures docstring."""
