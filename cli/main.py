@@ -4,6 +4,7 @@
     mlc run MODEL ...            execute a model on .npz or random inputs
     mlc import MODEL --out DIR   write an artifact directory
     mlc ops                      the IR op table and the ONNX ops that import
+    mlc optimize MODEL --out DIR   search fused, verified kernels for a model's regions
     mlc compile MUGRAPH --out DIR  a µGraph into Triton + CUDA kernels with a cost estimate
     mlc verify CANDIDATE --against MODEL   finite-field + float equivalence check
 """
@@ -20,6 +21,7 @@ from .compile_cmd import compile_cmd
 from .import_cmd import import_cmd
 from .inspect_cmd import inspect_cmd
 from .ops_cmd import ops_cmd
+from .optimize_cmd import optimize_cmd
 from .run_cmd import run_cmd
 from .verify_cmd import verify_cmd
 
@@ -44,6 +46,7 @@ cli.add_command(import_cmd)
 cli.add_command(ops_cmd)
 cli.add_command(compile_cmd)
 cli.add_command(verify_cmd)
+cli.add_command(optimize_cmd)
 
 
 def main() -> None:
