@@ -1,0 +1,98 @@
+"""`mlc optimize` as a pass: regions -> search (once per distinct region) -> MuGraphCall rewrite.
+
+Requires a typed Graph. Ensures a Graph that computes the same outputs (every fused region is
+either a verified search result or the region's own unfused lowering), plus one report row per
+region, so `mlc run` on the artifact matches the original model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from mlc.compiler.ir.graph import Graph
+
+from .mugraph import MuGraph, mugraph_to_json
+from .regions import Region, fuse_regions, select_regions
+
+
+@dataclass(frozen=True)
+class OptimizeOptions:
+    target: str = "h100"
+    budget_s: float = 60.0
+    max_kernel_ops: int = 3
+    max_block_ops: int = 8
+    max_region_nodes: int = 12
+    seed: int = 0
+    workers: int | None = None
+    cache_dir: str | None = None
+
+
+@dataclass
+class RegionResult:
+    """What the search found for one distinct region (shared by its repeats)."""
+
+    key: str
+    regions: list[Region]
+    best: MuGraph
+    verified: bool  # the chosen µGraph passed the verifier (False: the unfused baseline)
+    est_time_us: float
+    baseline_est_time_us: float
+    enumerated: int
+    pruned: int
+    verified_count: int
+    search_seconds: float
+    budget_exhausted: bool
+
+    def row(self, index: int) -> dict:
+        return {"kernel": f"region_{index}", "region": list(self.regions[0].nodes),
+                "instances": len(self.regions), "verified": self.verified,
+                "est_time_us": round(self.est_time_us, 3),
+                "baseline_est_time_us": round(self.baseline_est_time_us, 3),
+                "speedup": round(self.baseline_est_time_us / self.est_time_us, 3)
+                if self.est_time_us else None,
+                "candidates": {"enumerated": self.enumerated, "pruned": self.pruned,
+                               "verified": self.verified_count},
+                "search_seconds": round(self.search_seconds, 3),
+                "budget_exhausted": self.budget_exhausted}
+
+
+@dataclass
+class OptimizeResult:
+    graph: Graph
+    results: list[RegionResult]
+    notes: list[str] = field(default_factory=list)
+    search_seconds: float = 0.0
+
+
+def optimize_graph(graph: Graph, options: OptimizeOptions = OptimizeOptions(),
+                   progress=None) -> OptimizeResult:
+    """Search every distinct region within the budget and fuse the winners into the graph."""
+    from mlc.compiler.pipeline import OPTIMIZE_PASSES, run_passes
+
+    from .search.driver import search
+
+    start = time.perf_counter()
+    graph = run_passes(graph, OPTIMIZE_PASSES)
+    regions, notes = select_regions(graph, options.max_region_nodes)
+    groups: dict[str, list[Region]] = {}
+    for region in regions:
+        groups.setdefault(region.key, []).append(region)
+    results = []
+    for done, (key, members) in enumerate(groups.items()):
+        remaining = options.budget_s - (time.perf_counter() - start)
+        share = max(remaining / (len(groups) - done), 0.5)
+        found = search(members[0].reference, gpu=options.target, budget_s=share,
+                       max_kernel_ops=options.max_kernel_ops,
+                       max_block_ops=options.max_block_ops, seed=options.seed,
+                       workers=options.workers, cache_dir=options.cache_dir, progress=progress)
+        results.append(RegionResult(
+            key, members, found.best, found.verified > 0 and found.best_est_time_us <
+            found.baseline_est_time_us, found.best_est_time_us, found.baseline_est_time_us,
+            found.enumerated, found.pruned, found.verified, found.search_seconds,
+            found.budget_exhausted))
+    replacements = [(region, json.dumps(mugraph_to_json(result.best)))
+                    for result in results for region in result.regions]
+    fused = fuse_regions(graph, replacements) if replacements else graph
+    return OptimizeResult(fused, results, notes, time.perf_counter() - start)
