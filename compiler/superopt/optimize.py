@@ -23,7 +23,8 @@ class OptimizeOptions:
     budget_s: float = 60.0
     max_kernel_ops: int = 3
     max_block_ops: int = 8
-    max_region_nodes: int = 12
+    max_region_nodes: int = 8
+    max_region_matmuls: int = 2
     seed: int = 0
     workers: int | None = None
     cache_dir: str | None = None
@@ -75,7 +76,8 @@ def optimize_graph(graph: Graph, options: OptimizeOptions = OptimizeOptions(),
 
     start = time.perf_counter()
     graph = run_passes(graph, OPTIMIZE_PASSES)
-    regions, notes = select_regions(graph, options.max_region_nodes)
+    regions, notes = select_regions(graph, options.max_region_nodes,
+                                    options.max_region_matmuls)
     groups: dict[str, list[Region]] = {}
     for region in regions:
         groups.setdefault(region.key, []).append(region)

@@ -58,8 +58,9 @@ def _ancestors(graph: Graph) -> dict[int, set[int]]:
     return ancestors
 
 
-def _grow(graph: Graph, max_nodes: int) -> list[list[int]]:
-    """Greedy convex grouping in topological order."""
+def _grow(graph: Graph, max_nodes: int, max_matmuls: int) -> list[list[int]]:
+    """Greedy convex grouping in topological order, capped in nodes and matmuls (the search
+    cost grows with both; Mirage's workloads hold one to three matmuls)."""
     producer = {out: i for i, n in enumerate(graph.nodes) for out in n.outputs}
     ancestors = _ancestors(graph)
     region_of: dict[int, int] = {}
@@ -71,7 +72,8 @@ def _grow(graph: Graph, max_nodes: int) -> list[list[int]]:
         for r in sorted({region_of[producer[n]] for n in node.inputs
                          if producer.get(n) in region_of}, reverse=True):
             members = set(regions[r])
-            if len(members) >= max_nodes:
+            matmuls = sum(graph.nodes[j].op == "MatMul" for j in members)
+            if len(members) >= max_nodes or (node.op == "MatMul" and matmuls >= max_matmuls):
                 continue
             # convex: no ancestor of node i outside the region descends from the region
             outside = ancestors[i] - members
@@ -117,10 +119,11 @@ def region_key(reference: Graph) -> str:
     return hashlib.sha256(json.dumps(doc, default=str).encode()).hexdigest()[:16]
 
 
-def select_regions(graph: Graph, max_nodes: int = 12) -> tuple[list[Region], list[str]]:
+def select_regions(graph: Graph, max_nodes: int = 8,
+                   max_matmuls: int = 2) -> tuple[list[Region], list[str]]:
     """Regions worth searching, plus notes on what was left as library ops and why."""
     regions, notes = [], []
-    for members in _grow(graph, max_nodes):
+    for members in _grow(graph, max_nodes, max_matmuls):
         ops = {graph.nodes[i].op for i in members}
         if not ops & ANCHORS:
             notes.append(f"left {len(members)} elementwise node(s) starting at "

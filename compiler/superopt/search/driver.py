@@ -1,0 +1,260 @@
+"""The superoptimizer's search: enumerate (in parallel, within a time budget), size, verify and
+rank µGraphs for one reference IR graph; results cached on disk.
+
+    >>> result = search(get_workload("rmsnorm_matmul:small"), budget_s=10)
+    >>> result.best_est_time_us < result.baseline_est_time_us
+    True
+
+Work split: the first kernel op's choices (a library op, or block inputs + schedule) are dealt
+round-robin into tasks, for 1, 2, ... max_kernel_ops kernel ops (iterative deepening, so
+single-kernel programs come first); a pool of worker processes runs the tasks, each returning
+its cheapest programs (sized by tune.py, plus their split-reduction variants from split.py)
+and its counts. The parent verifies candidates in
+order of estimated time until `keep` are verified or the budget is spent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import heapq
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mlc.compiler.ir import Graph
+from mlc.compiler.ir.serialize import graph_to_json
+
+from ..cost import estimate, load_gpu
+from ..mugraph.model import MuGraph
+from ..mugraph.serialize import mugraph_from_json, mugraph_to_json
+from ..prune.space import TargetSpace
+from ..prune.terms import ir_output_terms
+from ..verify import lower_to_mugraph, verify_many
+from .enumerate import Counts, Enumerator, OutOfTime
+from .generators import DEFAULT_CONFIG
+from .split import split_variants
+from .tune import tune
+
+CACHE_VERSION = 1
+ENUMERATION_SHARE = 0.7  # of the budget; the rest sizes and verifies what was found
+KEEP_PER_TASK = 6  # cheapest programs a task sends back
+TASKS_PER_WORKER = 4  # more tasks than workers balances uneven subtrees
+
+
+@dataclass(frozen=True)
+class Candidate:
+    graph: MuGraph
+    est_time_us: float
+    verified: bool
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What the search found for one reference graph.
+
+    best is the cheapest verified µGraph, or the unfused baseline when nothing verified (or
+    when the baseline is cheaper still).
+    enumerated counts search states (prefixes) visited, pruned the new tensors and tiles the
+    abstract expressions rejected, complete the programs whose outputs matched the targets,
+    verified those that passed the verifier; candidates are the cheapest verified ones.
+    """
+
+    best: MuGraph
+    best_est_time_us: float
+    baseline_est_time_us: float
+    enumerated: int
+    pruned: int
+    complete: int
+    verified: int
+    candidates: tuple[Candidate, ...]
+    search_seconds: float
+    budget_exhausted: bool
+    cached: bool = field(default=False, compare=False)
+
+    def to_json(self) -> dict:
+        doc = {k: getattr(self, k) for k in ("best_est_time_us", "baseline_est_time_us",
+                                              "enumerated", "pruned", "complete", "verified",
+                                              "search_seconds", "budget_exhausted")}
+        doc["best"] = mugraph_to_json(self.best)
+        doc["candidates"] = [{"graph": mugraph_to_json(c.graph), "est_time_us": c.est_time_us,
+                              "verified": c.verified} for c in self.candidates]
+        return doc
+
+    @staticmethod
+    def from_json(doc: dict) -> SearchResult:
+        candidates = tuple(Candidate(mugraph_from_json(c["graph"]), c["est_time_us"],
+                                     c["verified"]) for c in doc["candidates"])
+        fields = {k: v for k, v in doc.items() if k not in ("best", "candidates")}
+        return SearchResult(best=mugraph_from_json(doc["best"]), candidates=candidates,
+                            cached=True, **fields)
+
+
+# ---- worker side -----------------------------------------------------------------------------
+
+_CONTEXT: dict = {}  # set in the parent before the pool forks; read by _run_task
+
+
+def _run_task(task) -> tuple[Counts, list, bool]:
+    """Enumerate one share of the first kernel op's choices; return counts, the cheapest
+    sized programs as (est_time_us, µGraph JSON), and whether the deadline cut it short."""
+    kernel_ops, choices = task
+    enumerator: Enumerator = _CONTEXT["enumerator"]
+    reference, gpu = _CONTEXT["reference"], _CONTEXT["gpu"]
+    enumerator.counts = Counts()
+    best: list = []  # max-heap by time via negation: (-time, order, graph)
+    timed_out = False
+    try:
+        order = 0
+        for program in enumerator.run(choices, kernel_ops):
+            sized = tune(program, reference, gpu)
+            variants = split_variants(program, reference, enumerator.labels, gpu)
+            for graph, time_us in ([sized] if sized else []) + variants:
+                order += 1
+                item = (-time_us, order, graph)
+                if len(best) < KEEP_PER_TASK:
+                    heapq.heappush(best, item)
+                elif item > best[0]:
+                    heapq.heapreplace(best, item)
+    except OutOfTime:
+        timed_out = True
+    found = [(-t, mugraph_to_json(g)) for t, _, g in sorted(best, reverse=True)]
+    return enumerator.counts, found, timed_out
+
+
+def _tasks(choices: list, max_kernel_ops: int, workers: int) -> list:
+    chunks = max(1, min(len(choices), workers * TASKS_PER_WORKER))
+    return [(kernel_ops, choices[start::chunks]) for kernel_ops in range(1, max_kernel_ops + 1)
+            for start in range(chunks)]
+
+
+def _map(tasks: list, workers: int):
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(_run_task, tasks)
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    if method is None:  # spawned workers could not see _CONTEXT: run here
+        yield from map(_run_task, tasks)
+        return
+    # Forked children must never collect an inherited egglog EGraph: its destructor waits on
+    # a rayon thread pool that only the parent has (a deadlock). Free pending garbage here,
+    # then freeze what is left so the children's collector ignores it.
+    gc.collect()
+    gc.freeze()
+    try:
+        with multiprocessing.get_context(method).Pool(workers) as pool:
+            yield from pool.imap_unordered(_run_task, tasks)
+    finally:
+        gc.unfreeze()
+
+
+# ---- cache -----------------------------------------------------------------------------------
+
+def cache_key(reference: Graph, options: dict) -> str:
+    """sha256 of the reference's structure and shapes (not its name) and the options."""
+    doc = graph_to_json(reference)
+    doc.pop("name", None)
+    text = json.dumps({"version": CACHE_VERSION, "graph": doc, "options": options},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load_cached(path: Path, reference: Graph, budget_s: float) -> SearchResult | None:
+    try:
+        doc = json.loads(path.read_text())
+        if doc["budget_exhausted"] and doc["budget_s"] < budget_s:
+            return None  # a bigger budget may find more
+        result = SearchResult.from_json(doc["result"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dataclasses.replace(result, best=dataclasses.replace(result.best,
+                                                                name=reference.name))
+
+
+def _store(path: Path, result: SearchResult, budget_s: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"budget_s": budget_s, "budget_exhausted":
+                               result.budget_exhausted, "result": result.to_json()}))
+    tmp.replace(path)
+
+
+# ---- the search --------------------------------------------------------------------------------
+
+def search(reference: Graph, *, gpu="h100", budget_s: float = 60.0, max_kernel_ops: int = 1,
+           max_block_ops: int = 6, seed: int = 0, workers: int | None = None,
+           prune: bool = True, progress: Callable | None = None,
+           cache_dir: str | Path | None = None, keep: int = 3) -> SearchResult:
+    """The cheapest verified µGraph for `reference` found within `budget_s` seconds.
+
+    gpu: a spec name or GpuSpec; workers: processes (default: all cores); prune=False turns
+    abstract-expression pruning of prefixes off (complete programs are still matched by their
+    terms, then verified); cache_dir: reuse and store results keyed by cache_key.
+    """
+    start = time.monotonic()
+    spec = load_gpu(gpu) if isinstance(gpu, str) else gpu
+    workers = workers or os.cpu_count() or 1
+    options = {"gpu": spec.name, "max_kernel_ops": max_kernel_ops,
+               "max_block_ops": max_block_ops, "seed": seed, "prune": prune, "keep": keep}
+    path = Path(cache_dir) / f"{cache_key(reference, options)}.json" if cache_dir else None
+    if path is not None and path.is_file():
+        cached = _load_cached(path, reference, budget_s)
+        if cached is not None:
+            return cached
+    deadline = start + budget_s
+    notify = progress or (lambda message="", **_: None)
+    baseline = lower_to_mugraph(reference)
+    baseline_time = estimate(baseline, spec).time_us
+    space = TargetSpace(ir_output_terms(reference), timeout_s=min(15.0, max(0.5, budget_s / 5)))
+    enumerator = Enumerator(reference, spec, space, max_kernel_ops=max_kernel_ops,
+                            max_block_ops=max_block_ops, prune=prune, config=DEFAULT_CONFIG,
+                            deadline=start + budget_s * ENUMERATION_SHARE)
+    _CONTEXT.update(enumerator=enumerator, reference=reference, gpu=spec)
+    tasks = _tasks(enumerator.top_choices(), max_kernel_ops, workers)
+    counts, found, exhausted = Counts(), {}, False
+    try:
+        for done, (task_counts, task_found, timed_out) in enumerate(_map(tasks, workers), 1):
+            counts.add(task_counts)
+            exhausted |= timed_out
+            for time_us, doc in task_found:
+                found[json.dumps(doc, sort_keys=True)] = (time_us, doc)
+            notify(f"{done}/{len(tasks)} tasks, {counts.visited} states, {len(found)} found",
+                   done=done, total=len(tasks), enumerated=counts.visited)
+    finally:
+        _CONTEXT.clear()
+    ranked = [found[text] for text in sorted(found, key=lambda text: (found[text][0], text))]
+    candidates, exhausted = _verify(ranked, reference, seed, keep, deadline, exhausted, notify)
+    best = Candidate(baseline, baseline_time, False)  # also when it beats every candidate
+    if candidates and candidates[0].est_time_us <= baseline_time:
+        best = candidates[0]
+    result = SearchResult(best.graph, best.est_time_us, baseline_time, counts.visited,
+                          counts.pruned, counts.complete, len(candidates), tuple(candidates),
+                          time.monotonic() - start, exhausted)
+    if path is not None:
+        _store(path, result, budget_s)
+    return result
+
+
+def _verify(ranked, reference, seed, keep, deadline, exhausted, notify):
+    """Verify the cheapest candidates, `keep` at a time (one verify_many call shares the
+    reference's evaluations), until `keep` pass or time runs out."""
+    verified = []
+    for start in range(0, len(ranked), keep):
+        if len(verified) >= keep:
+            break
+        if time.monotonic() > deadline:
+            exhausted = True
+            break
+        batch = ranked[start:start + keep]
+        notify(f"verifying {len(batch)} candidate(s) from {batch[0][0]:.1f} µs")
+        graphs = [mugraph_from_json(doc) for _, doc in batch]
+        for (time_us, _), graph, verdict in zip(batch, graphs,
+                                               verify_many(graphs, reference, seed=seed)):
+            if verdict.equivalent:
+                verified.append(Candidate(graph, time_us, True))
+    return verified[:keep], exhausted
