@@ -53,8 +53,8 @@ def _report_md(model: str, target: str, rows: list[dict], notes: list[str], seco
 @click.option("--target", default="h100", show_default=True, help="GPU spec for the cost model.")
 @click.option("--budget", type=float, default=60.0, show_default=True, metavar="SECONDS",
               help="Search time for the whole model; the best found so far is kept.")
-@click.option("--max-kernel-ops", type=int, default=3, show_default=True)
-@click.option("--max-block-ops", type=int, default=8, show_default=True)
+@click.option("--max-kernel-ops", type=int, default=1, show_default=True)
+@click.option("--max-block-ops", type=int, default=6, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @shape_option
 @json_option

@@ -21,8 +21,8 @@ from .regions import Region, fuse_regions, select_regions
 class OptimizeOptions:
     target: str = "h100"
     budget_s: float = 60.0
-    max_kernel_ops: int = 3
-    max_block_ops: int = 8
+    max_kernel_ops: int = 1
+    max_block_ops: int = 6
     max_region_nodes: int = 8
     max_region_matmuls: int = 2
     seed: int = 0
