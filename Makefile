@@ -29,6 +29,7 @@ demo: $(STAMP)
 	$(VENV)/bin/mlc verify fixture:rmsnorm_matmul --against workload:rmsnorm_matmul
 	$(VENV)/bin/mlc compile fixture:rmsnorm_matmul_small --out build/demo/rms --target h100
 	$(VENV)/bin/mlc run build/demo/rms --random --seed 0
+	$(VENV)/bin/mlc optimize examples/block.onnx --out build/demo/block --budget 60
 
 bench: $(STAMP)
 	$(PY) bench/onnx_conformance.py --out build/bench/onnx_conformance.json
@@ -36,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/mugraph_verify.py --out build/bench/mugraph_verify.json
 	$(PY) bench/mugraph_kernels.py --out build/bench/mugraph_kernels.json
 	$(PY) bench/mugraph_cost.py --gpu h100 --out build/bench/mugraph_cost.json
+	$(PY) bench/search.py --budget 60 --out build/bench/search.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler runtime kernels cli specs tests bench
