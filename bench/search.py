@@ -157,7 +157,7 @@ def main():
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-kernel-ops", type=int, default=1)
-    parser.add_argument("--max-block-ops", type=int, default=6)
+    parser.add_argument("--max-block-ops", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("build/bench/search.json"))

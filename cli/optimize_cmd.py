@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -47,6 +48,31 @@ def _report_md(model: str, target: str, rows: list[dict], notes: list[str], seco
     return "\n".join(lines)
 
 
+def default_cache_dir() -> Path:
+    """$MLC_CACHE_DIR, else ~/.cache/mlc/search."""
+    env = os.environ.get("MLC_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "mlc" / "search"
+
+
+class _progress_bar:
+    """A rich progress bar on stderr fed by the search's progress(message, done=, total=)."""
+
+    def __enter__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        self._bar = Progress(TextColumn("searching"), BarColumn(), TextColumn("{task.description}"),
+                             TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        self._bar.__enter__()
+        self._task = self._bar.add_task("", total=None)
+        return self
+
+    def __call__(self, message: str = "", done: int | None = None, total: int | None = None, **_):
+        self._bar.update(self._task, description=message, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        return self._bar.__exit__(*exc)
+
+
 @click.command("optimize")
 @click.argument("model")
 @click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR")
@@ -54,12 +80,15 @@ def _report_md(model: str, target: str, rows: list[dict], notes: list[str], seco
 @click.option("--budget", type=float, default=60.0, show_default=True, metavar="SECONDS",
               help="Search time for the whole model; the best found so far is kept.")
 @click.option("--max-kernel-ops", type=int, default=1, show_default=True)
-@click.option("--max-block-ops", type=int, default=6, show_default=True)
+@click.option("--max-block-ops", type=int, default=7, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Search-result cache (default: $MLC_CACHE_DIR or ~/.cache/mlc/search).")
+@click.option("--no-cache", is_flag=True, help="Search again even when a result is cached.")
 @shape_option
 @json_option
-def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed, shapes,
-                 as_json) -> None:
+def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed, cache_dir,
+                 no_cache, shapes, as_json) -> None:
     """Superoptimize MODEL: fuse its matmul / elementwise / reduction / softmax regions into
     verified µGraph kernels (Triton + CUDA) and write an artifact that `mlc run DIR` executes.
 
@@ -68,19 +97,17 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
       mlc optimize examples/block.onnx --out build/block --budget 60
       mlc optimize workload:rmsnorm_matmul --out build/rms --json
     """
-    from rich.console import Console
-
     from mlc.compiler.superopt.cost import load_gpu
     from mlc.compiler.superopt.optimize import OptimizeOptions, optimize_graph
 
+    if budget <= 0:
+        raise click.BadParameter("must be > 0 seconds", param_hint="--budget")
     graph = load_model(model, parse_shapes(shapes))
     gpu = load_gpu(target)
     options = OptimizeOptions(target=gpu.name, budget_s=budget, max_kernel_ops=max_kernel_ops,
-                              max_block_ops=max_block_ops, seed=seed)
-    console = Console(stderr=True)
-    with console.status("searching", spinner="dots") as status:
-        def progress(message: str = "", **_):
-            status.update(f"searching: {message}")
+                              max_block_ops=max_block_ops, seed=seed,
+                              cache_dir=None if no_cache else str(cache_dir or default_cache_dir()))
+    with _progress_bar() as progress:
         result = optimize_graph(graph, options, progress)
     rows = [r.row(i) for i, r in enumerate(result.results)]
     report = {"format_version": REPORT_FORMAT_VERSION, "command": "optimize", "source": model,

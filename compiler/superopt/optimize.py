@@ -22,7 +22,7 @@ class OptimizeOptions:
     target: str = "h100"
     budget_s: float = 60.0
     max_kernel_ops: int = 1
-    max_block_ops: int = 6
+    max_block_ops: int = 7
     max_region_nodes: int = 8
     max_region_matmuls: int = 2
     seed: int = 0
@@ -45,6 +45,7 @@ class RegionResult:
     verified_count: int
     search_seconds: float
     budget_exhausted: bool
+    cached: bool = False  # reused from the search cache, not searched in this run
 
     def row(self, index: int) -> dict:
         return {"kernel": f"region_{index}", "region": list(self.regions[0].nodes),
@@ -56,7 +57,7 @@ class RegionResult:
                 "candidates": {"enumerated": self.enumerated, "pruned": self.pruned,
                                "verified": self.verified_count},
                 "search_seconds": round(self.search_seconds, 3),
-                "budget_exhausted": self.budget_exhausted}
+                "budget_exhausted": self.budget_exhausted, "cached": self.cached}
 
 
 @dataclass
@@ -85,15 +86,19 @@ def optimize_graph(graph: Graph, options: OptimizeOptions = OptimizeOptions(),
     for done, (key, members) in enumerate(groups.items()):
         remaining = options.budget_s - (time.perf_counter() - start)
         share = max(remaining / (len(groups) - done), 0.5)
+        label = f"region {done + 1}/{len(groups)}"
+        region_progress = None if progress is None else (
+            lambda message="", _label=label, **kw: progress(f"{_label}: {message}", **kw))
         found = search(members[0].reference, gpu=options.target, budget_s=share,
                        max_kernel_ops=options.max_kernel_ops,
                        max_block_ops=options.max_block_ops, seed=options.seed,
-                       workers=options.workers, cache_dir=options.cache_dir, progress=progress)
+                       workers=options.workers, cache_dir=options.cache_dir,
+                       progress=region_progress)
         results.append(RegionResult(
             key, members, found.best, found.verified > 0 and found.best_est_time_us <
             found.baseline_est_time_us, found.best_est_time_us, found.baseline_est_time_us,
             found.enumerated, found.pruned, found.verified, found.search_seconds,
-            found.budget_exhausted))
+            found.budget_exhausted, found.cached))
     replacements = [(region, json.dumps(mugraph_to_json(result.best)))
                     for result in results for region in result.regions]
     fused = fuse_regions(graph, replacements) if replacements else graph

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from mlc.compiler.ir.graph import Graph, Node
 from mlc.compiler.ir.types import TensorType
 
+from .search.generators import DEFAULT_CONFIG
 from .verify.lowering import LOWERINGS
 
 FLOAT_TYPES = ("float32", "float16", "bfloat16")
 # A region worth a search holds at least one op that moves or reduces data across elements.
 ANCHORS = {"MatMul", "ReduceSum", "ReduceMean", "ReduceMax", "Softmax"}
+# A region is one kernel's worth: no more outside inputs than a block kernel may read.
+MAX_REGION_INPUTS = DEFAULT_CONFIG.max_block_inputs
 
 
 @dataclass(frozen=True)
@@ -58,32 +61,63 @@ def _ancestors(graph: Graph) -> dict[int, set[int]]:
     return ancestors
 
 
-def _grow(graph: Graph, max_nodes: int, max_matmuls: int) -> list[list[int]]:
-    """Greedy convex grouping in topological order, capped in nodes and matmuls (the search
-    cost grows with both; Mirage's workloads hold one to three matmuls)."""
+def _grow(graph: Graph, max_nodes: int, max_matmuls: int, max_inputs: int) -> list[list[int]]:
+    """Greedy convex grouping in topological order. A node joins a region only if the region
+    stays searchable as one kernel:
+
+    - at most `max_nodes` nodes and `max_matmuls` matmuls (search cost grows with both; Mirage's
+      workloads hold one to three matmuls) and `max_inputs` outside inputs (a block kernel's
+      input cap);
+    - matmuls that share their left operand (the gated MLP's two projections, Q/K/V) go
+      together: such a matmul joins its siblings' region, not its producer's;
+    - a matmul consumes another matmul of its region only through an Exp or Softmax (the
+      attention pattern, fusable with an online softmax); other chains start a new region.
+    """
     producer = {out: i for i, n in enumerate(graph.nodes) for out in n.outputs}
+    consumers: dict[str, list[int]] = {}
+    for i, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            consumers.setdefault(name, []).append(i)
     ancestors = _ancestors(graph)
     region_of: dict[int, int] = {}
     regions: list[list[int]] = []
+
+    def siblings(i: int) -> set[int]:
+        left = graph.nodes[i].inputs[0]
+        return {j for j in consumers.get(left, ()) if j != i and graph.nodes[j].op == "MatMul"}
+
+    def fits(i: int, members: set[int]) -> bool:
+        node = graph.nodes[i]
+        if len(members) >= max_nodes:
+            return False
+        if node.op == "MatMul":
+            upstream = [j for j in members & ancestors[i] if graph.nodes[j].op == "MatMul"]
+            if sum(graph.nodes[j].op == "MatMul" for j in members) >= max_matmuls:
+                return False
+            through = any(graph.nodes[j].op in ("Exp", "Softmax") for j in members & ancestors[i])
+            if upstream and not through:
+                return False
+        produced = {o for j in members for o in graph.nodes[j].outputs}
+        outside = {x for j in list(members) + [i] for x in graph.nodes[j].inputs} - produced
+        if len(outside - set(node.outputs)) > max_inputs:
+            return False
+        # convex: no ancestor of node i outside the region descends from the region
+        return not any(ancestors[j] & members for j in ancestors[i] - members)
+
     for i, node in enumerate(graph.nodes):
         if not supported(node, graph.types):
             continue
-        joined = False
-        for r in sorted({region_of[producer[n]] for n in node.inputs
-                         if producer.get(n) in region_of}, reverse=True):
-            members = set(regions[r])
-            matmuls = sum(graph.nodes[j].op == "MatMul" for j in members)
-            if len(members) >= max_nodes or (node.op == "MatMul" and matmuls >= max_matmuls):
-                continue
-            # convex: no ancestor of node i outside the region descends from the region
-            outside = ancestors[i] - members
-            if any(ancestors[j] & members for j in outside):
-                continue
-            regions[r].append(i)
-            region_of[i] = r
-            joined = True
-            break
-        if not joined:
+        if node.op == "MatMul" and siblings(i):
+            candidates = {region_of[j] for j in siblings(i) if j in region_of}
+        else:
+            candidates = {region_of[producer[n]] for n in node.inputs
+                          if producer.get(n) in region_of}
+        for r in sorted(candidates, reverse=True):
+            if fits(i, set(regions[r])):
+                regions[r].append(i)
+                region_of[i] = r
+                break
+        else:
             region_of[i] = len(regions)
             regions.append([i])
     return regions
@@ -119,11 +153,11 @@ def region_key(reference: Graph) -> str:
     return hashlib.sha256(json.dumps(doc, default=str).encode()).hexdigest()[:16]
 
 
-def select_regions(graph: Graph, max_nodes: int = 8,
-                   max_matmuls: int = 2) -> tuple[list[Region], list[str]]:
+def select_regions(graph: Graph, max_nodes: int = 8, max_matmuls: int = 2,
+                   max_inputs: int = MAX_REGION_INPUTS) -> tuple[list[Region], list[str]]:
     """Regions worth searching, plus notes on what was left as library ops and why."""
     regions, notes = [], []
-    for members in _grow(graph, max_nodes, max_matmuls):
+    for members in _grow(graph, max_nodes, max_matmuls, max_inputs):
         ops = {graph.nodes[i].op for i in members}
         if not ops & ANCHORS:
             notes.append(f"left {len(members)} elementwise node(s) starting at "

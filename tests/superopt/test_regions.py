@@ -74,3 +74,25 @@ def test_graph_without_supported_ops_is_left_alone_with_a_note():
     graph = b.build(b.op("Conv", x, w, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1)))
     regions, notes = select_regions(graph)
     assert regions == [] and "left as it is" in notes[-1]
+
+
+def test_regions_follow_matmul_siblings_and_cut_plain_chains():
+    from pathlib import Path
+
+    from mlc.compiler.frontends import load_model
+    from mlc.compiler.pipeline import OPTIMIZE_PASSES, run_passes
+    block = Path(__file__).resolve().parents[2] / "examples" / "block.onnx"
+    graph = run_passes(load_model(str(block)), OPTIMIZE_PASSES)
+    regions, _ = select_regions(graph)
+    shapes = [sorted(node.op for node in region.reference.nodes) for region in regions]
+    assert shapes == [["Div", "MatMul", "Mul", "ReduceMean", "Sqrt"],  # rms_norm + W_in
+                      ["MatMul", "MatMul", "Mul", "Silu"],  # the gated MLP's two projections
+                      ["Add", "MatMul"],  # W_out + residual: a new region, not a chain
+                      ["MatMul", "Softmax"]]  # the head
+    assert all(len(region.inputs) <= 4 for region in regions)
+
+
+def test_attention_keeps_its_matmul_chain_in_one_region():
+    from mlc.specs.workloads import get_workload
+    (region,) = select_regions(get_workload("gqa:small"))[0]
+    assert [n.op for n in region.reference.nodes].count("MatMul") == 2

@@ -270,7 +270,9 @@ def ir_output_terms(graph) -> list[Term]:
             out = reduction("max" if node.op == "ReduceMax" else "sum", size, ins[0])
         elif node.op == "Softmax":
             size = shapes[0][attrs.get("axis", -1) % len(shapes[0])]
-            exp = ("exp", ins[0])
+            # safe: exp(x - max(x)), the spelling of the lowering and of numerically sound
+            # kernels; a program that drops the max does not match it
+            exp = ("exp", ("sub", ins[0], reduction("max", size, ins[0])))
             out = ("div", exp, rsum(size, exp))
         else:
             raise ValueError(f"{where}: no abstract expression for IR op {node.op!r} "

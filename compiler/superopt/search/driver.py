@@ -187,7 +187,7 @@ def _store(path: Path, result: SearchResult, budget_s: float) -> None:
 # ---- the search --------------------------------------------------------------------------------
 
 def search(reference: Graph, *, gpu="h100", budget_s: float = 60.0, max_kernel_ops: int = 1,
-           max_block_ops: int = 6, seed: int = 0, workers: int | None = None,
+           max_block_ops: int = 7, seed: int = 0, workers: int | None = None,
            prune: bool = True, progress: Callable | None = None,
            cache_dir: str | Path | None = None, keep: int = 3) -> SearchResult:
     """The cheapest verified µGraph for `reference` found within `budget_s` seconds.

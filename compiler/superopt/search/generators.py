@@ -57,6 +57,7 @@ TILE_OPS_FOR = {
     "ReduceSum": ("reduce_sum", "accum_sum_ld", "accum_sum_todimx"),
     "ReduceMean": ("rms_norm", "accum_rms_ld"),  # the mean of an RMS norm
     "ReduceMax": ("reduce_max", "accum_max_ld", "accum_sum_rescale", "accum_sum_ld_rescale"),
+    "Softmax": ("sub", "exp", "div", "reduce_max", "reduce_sum"),  # exp(x - max) / sum
 }
 ALWAYS_TILE_OPS = ("accum_sum",)  # every path needs an accumulator
 
