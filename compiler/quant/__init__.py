@@ -1,0 +1,1 @@
+"""Weight quantization: DGMS Gaussian-mixture quantizer, baselines, packed codebooks."""

@@ -1,0 +1,1 @@
+"""Kernels for quantized weights: codebook-dequantize + matmul (Triton and CUDA)."""
