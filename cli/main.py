@@ -7,6 +7,7 @@
     mlc optimize MODEL --out DIR   search fused, verified kernels for a model's regions
     mlc compile MUGRAPH --out DIR  a µGraph into Triton + CUDA kernels with a cost estimate
     mlc verify CANDIDATE --against MODEL   finite-field + float equivalence check
+    mlc quantize MODEL --gmm --bits B --out DIR   DGMS low-bit weights, with baselines
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .import_cmd import import_cmd
 from .inspect_cmd import inspect_cmd
 from .ops_cmd import ops_cmd
 from .optimize_cmd import optimize_cmd
+from .quantize_cmd import quantize_cmd
 from .run_cmd import run_cmd
 from .verify_cmd import verify_cmd
 
@@ -47,6 +49,7 @@ cli.add_command(ops_cmd)
 cli.add_command(compile_cmd)
 cli.add_command(verify_cmd)
 cli.add_command(optimize_cmd)
+cli.add_command(quantize_cmd)
 
 
 def main() -> None:

@@ -243,6 +243,53 @@ def _pad(ex, node, attrs):
     ex.emit("Pad", inputs, node.outputs, mode=attrs["mode"])
 
 
+# ---- quantized weights ---------------------------------------------------------------------
+
+def _unpack_indices(ex, packed: str, bits: int, shape: tuple[int, ...]) -> str:
+    """int64 indices of `shape` from a little-endian `bits`-bit stream, in standard ONNX ops.
+
+    Index i starts at stream bit i*bits: byte (i*bits) // 8, shift (i*bits) % 8. Two adjacent
+    bytes (the stream padded by one zero byte) hold every index, so the index is
+    ((byte[b] | byte[b + 1] << 8) >> shift) & (2**bits - 1), computed in uint32: BitShift
+    takes unsigned types only, and onnxruntime has no uint16 BitShift kernel.
+    """
+    scalar = ex.initializer  # rank-0 constants: Range bounds, shift amounts, the mask
+    one, eight = scalar(1, "int64", "one"), scalar(8, "int64", "eight")
+    positions = ex.emit("Range", [scalar(0, "int64", "zero"),
+                                  scalar(math.prod(shape), "int64", "count"), one])
+    start = ex.emit("Mul", [positions, scalar(bits, "int64", "bits")])
+    byte, shift = ex.emit("Div", [start, eight]), ex.emit("Mod", [start, eight])
+    padded = ex.emit("Concat", [packed, ex.initializer(np.zeros(1), "uint8", "pad")], axis=0)
+    words = ex.emit("Cast", [padded], to=onnx.TensorProto.UINT32)
+    low = ex.emit("Gather", [words, byte])
+    high = ex.emit("Gather", [words, ex.emit("Add", [byte, one])])
+    high = ex.emit("BitShift", [high, scalar(8, "uint32", "eight")], direction="LEFT")
+    pairs = ex.emit("BitwiseOr", [low, high])
+    shift = ex.emit("Cast", [shift], to=onnx.TensorProto.UINT32)
+    shifted = ex.emit("BitShift", [pairs, shift], direction="RIGHT")
+    index = ex.emit("BitwiseAnd", [shifted, scalar((1 << bits) - 1, "uint32", "mask")])
+    index = ex.emit("Cast", [index], to=onnx.TensorProto.INT64)
+    return ex.emit("Reshape", [index, ex.ints(shape, "shape")],
+                   allowzero=1 if 0 in shape else None)
+
+
+def _codebook_dequantize(ex, node, attrs):
+    """Unpack the indices, then Gather from the codebook (per channel: from the flattened
+    [C, K] codebook at channel * K + index, the channel broadcast along `axis`)."""
+    packed, codebook = node.inputs
+    shape, axis = tuple(attrs["shape"]), attrs["axis"]
+    index = _unpack_indices(ex, packed, attrs["bits"], shape)
+    if axis is None:
+        ex.emit("Gather", [codebook, index], node.outputs)
+        return
+    axis = norm_axis(axis, len(shape))
+    entries = ex.type_of(codebook).shape[-1]
+    row_start = np.arange(shape[axis]).reshape((-1,) + (1,) * (len(shape) - axis - 1)) * entries
+    flat_index = ex.emit("Add", [index, ex.initializer(row_start, "int64", "row_start")])
+    flat_codebook = ex.emit("Reshape", [codebook, ex.ints([-1], "flat")])
+    ex.emit("Gather", [flat_codebook, flat_index], node.outputs)
+
+
 # ---- the table -----------------------------------------------------------------------------
 
 _PLAIN = [
@@ -300,6 +347,8 @@ EMITTERS.update({
     "GatherND": same("batch_dims"),
     "Tile": operands("repeats"),
     "Pad": _pad,
+    # quantized weights
+    "CodebookDequantize": _codebook_dequantize,
     "MuGraphCall": _fused_region,
 })
 

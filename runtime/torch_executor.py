@@ -83,6 +83,7 @@ class TorchGraphModule(torch.nn.Module):
         self.graph = graph
         self.float64 = float64
         self.weight_names: dict[str, str] = {}
+        self.weight_transforms = torch.nn.ModuleDict()  # attr name -> module(weight) -> weight
         for name, array in graph.weights.items():
             self._add_weight(name, array)
         self._steps = [(node, TORCH_OPS[node.op], self._attrs(node)) for node in graph.nodes]
@@ -122,6 +123,16 @@ class TorchGraphModule(torch.nn.Module):
             return result
         return cast(result, dtype, saturate=0) if target in FLOAT8 else result.to(target)
 
+    def set_weight_transform(self, name: str, transform: torch.nn.Module | None) -> None:
+        """Feed `transform(weight)` instead of graph weight `name` to its consumers (e.g. a
+        quantizer's soft weights during training); None removes it. The transform's
+        parameters become this module's, so one optimizer trains both."""
+        attr = self.weight_names[name]
+        if transform is None:
+            self.weight_transforms.pop(attr, None)
+        else:
+            self.weight_transforms[attr] = transform
+
     # ---- queries ------------------------------------------------------------------------------
     def weight_tensors(self) -> dict[str, torch.Tensor]:
         """Graph weight name -> its Parameter (float) or buffer (other dtypes)."""
@@ -144,6 +155,9 @@ class TorchGraphModule(torch.nn.Module):
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
         values = self._bind_inputs(args, kwargs)
         values.update(self.weight_tensors())
+        for name, attr in self.weight_names.items():
+            if attr in self.weight_transforms:
+                values[name] = self.weight_transforms[attr](values[name])
         types = self.graph.types
         for (node, fn, attrs), dead in zip(self._steps, self._free_after):
             results = apply_op(fn, [values[name] for name in node.inputs], attrs)

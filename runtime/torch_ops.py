@@ -332,6 +332,28 @@ def pad(x, pads, mode="constant", value=0.0):
     return x
 
 
+# ---- quantized weights -------------------------------------------------------------------------
+def unpack_indices(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
+    """The first `count` indices of a little-endian `bits`-bit stream, as reference.py."""
+    words = torch.cat([packed, packed.new_zeros(1)]).to(torch.int32)
+    start = torch.arange(count, dtype=torch.int64, device=packed.device) * bits
+    byte, shift = start >> 3, (start & 7).to(torch.int32)
+    pairs = words[byte] | (words[byte + 1] << 8)
+    return ((pairs >> shift) & ((1 << bits) - 1)).long()
+
+
+def codebook_dequantize(packed, codebook, bits, shape, axis=None):
+    """codebook[index] or codebook[channel, index]; differentiable in the codebook."""
+    shape = tuple(shape)
+    index = unpack_indices(packed, bits, math.prod(shape)).reshape(shape)
+    if axis is None:
+        return codebook[index]
+    axis = norm_axis(axis, len(shape))
+    channel = torch.arange(shape[axis], device=packed.device)
+    channel = channel.reshape((-1,) + (1,) * (len(shape) - axis - 1))
+    return codebook.reshape(-1)[channel * codebook.shape[-1] + index]
+
+
 # ---- the table, grouped as in compiler/ir/ops.py -----------------------------------------------
 def _reduce_after(pre: Callable, post: Callable | None = None) -> Callable:
     """A reduction applying pre elementwise first (and post to the reduced result)."""
@@ -403,6 +425,8 @@ TORCH_OPS: dict[str, Callable] = {
     "Expand": lambda x, shape: x.expand(np.broadcast_shapes(tuple(x.shape), tuple(shape))),
     "Flatten": flatten, "Gather": gather, "GatherElements": gather_elements,
     "GatherND": gather_nd, "Tile": lambda x, repeats: x.tile(tuple(repeats)), "Pad": pad,
+    # quantized weights
+    "CodebookDequantize": codebook_dequantize,
     # fused regions: the µGraph evaluated with torch arithmetic (differentiable)
     "MuGraphCall": lambda *xs, mugraph: mugraph_call(xs, mugraph),
 }

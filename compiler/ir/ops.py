@@ -212,6 +212,10 @@ _add(OpDef("Tile", (1, 1), shapes.tile, lambda x, repeats: np.tile(x, repeats),
 _add(OpDef("Pad", (1, 1), shapes.pad, ref.pad,
            {"pads": REQUIRED, "mode": "constant", "value": 0.0}, _MOVE, 0))
 
+# ---- quantized weights (packed low-bit indices -> codebook values; see compiler/quant) ---------
+_add(OpDef("CodebookDequantize", (2, 2), shapes.codebook_dequantize, ref.codebook_dequantize,
+           {"bits": REQUIRED, "shape": REQUIRED, "axis": None}, _MOVE, 0))
+
 
 # ---- fused regions (emitted by `mlc optimize`) --------------------------------------------------
 _add(OpDef("MuGraphCall", (1, None), fused.mugraph_call_types, fused.mugraph_call,

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import erf as _erf
 
-from .shapes import norm_axis, window_out
+from .shapes import norm_axis, packed_length, window_out
 from .types import np_dtype
 
 
@@ -226,6 +226,45 @@ def pad(x, pads, mode="constant", value=0.0):
     if mode == "constant":
         return np.pad(x, widths, mode="constant", constant_values=np.asarray(value, x.dtype))
     return np.pad(x, widths, mode={"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode])
+
+
+# ---- quantized weights: packed low-bit indices into a codebook ------------------------------
+
+def unpack_indices(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """The first `count` `bits`-bit indices of a little-endian bitstream, as int64.
+
+    Index i occupies stream bits [i*bits, (i+1)*bits); stream bit j is bit j%8 of byte j//8.
+    bits <= 8 and a start bit < 8 keep every index inside two adjacent bytes.
+
+    >>> unpack_indices(np.array([0b11100100], np.uint8), 2, 4)
+    array([0, 1, 2, 3])
+    """
+    if not 1 <= bits <= 8:
+        raise ValueError(f"bits must be in 1..8, got {bits}")
+    packed = np.asarray(packed)
+    if packed.dtype != np.uint8 or packed.ndim != 1:
+        raise ValueError(f"packed must be a 1-D uint8 array, got {packed.dtype}{packed.shape}")
+    if packed.size < packed_length(count, bits):
+        raise ValueError(f"{packed.size} bytes hold fewer than {count} indices of {bits} bits")
+    words = np.concatenate([packed, np.zeros(1, np.uint8)]).astype(np.uint16)
+    start = np.arange(count, dtype=np.int64) * bits
+    byte, shift = start >> 3, (start & 7).astype(np.uint16)
+    pairs = words[byte] | (words[byte + 1] << np.uint16(8))
+    return ((pairs >> shift) & np.uint16((1 << bits) - 1)).astype(np.int64)
+
+
+def codebook_dequantize(packed, codebook, bits, shape, axis=None):
+    """codebook[index] (or codebook[channel, index] with `axis`), reshaped to `shape`."""
+    shape = tuple(shape)
+    index = unpack_indices(packed, bits, int(np.prod(shape, dtype=np.int64))).reshape(shape)
+    entries = codebook.shape[-1]
+    if index.size and index.max() >= entries:
+        raise ValueError(f"index {index.max()} is past the codebook's {entries} entries")
+    if axis is None:
+        return codebook[index]
+    axis = norm_axis(axis, len(shape))
+    channel = np.arange(shape[axis]).reshape((-1,) + (1,) * (len(shape) - axis - 1))
+    return codebook.reshape(-1)[channel * entries + index]
 
 
 # ---- convolution and pooling ---------------------------------------------------------------

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .types import TensorType
+from .types import FLOAT_DTYPES, TensorType
 
 
 class ShapeError(ValueError):
@@ -280,3 +280,43 @@ def pad(types, attrs):
     rank = len(shape)
     return [TensorType(tuple(d + pads[i] + pads[i + rank] for i, d in enumerate(shape)),
                        types[0].dtype)]
+
+
+# ---- quantized weights ---------------------------------------------------------------------
+
+def packed_length(count: int, bits: int) -> int:
+    """Bytes of a little-endian bitstream holding `count` indices of `bits` bits each."""
+    return (count * bits + 7) // 8
+
+
+def codebook_dequantize(types, attrs):
+    """CodebookDequantize(packed uint8[n], codebook [K] or [C, K]) -> codebook dtype, `shape`."""
+    packed, codebook = types
+    bits, shape, axis = attrs["bits"], tuple(attrs["shape"]), attrs["axis"]
+    if not (isinstance(bits, int) and 1 <= bits <= 8):
+        raise ShapeError(f"bits must be an int in 1..8, got {bits!r}")
+    if any(d < 0 for d in shape):
+        raise ShapeError(f"shape {list(shape)} has a negative dim")
+    if packed.dtype != "uint8" or packed.rank != 1:
+        raise ShapeError(f"packed indices must be uint8[n], got {packed}")
+    if codebook.dtype not in FLOAT_DTYPES:
+        raise ShapeError(f"codebook must be a float tensor, got {codebook}")
+    count = int(np.prod(shape, dtype=np.int64))
+    need = packed_length(count, bits)
+    if packed.shape[0] != need:
+        raise ShapeError(f"packed has {packed.shape[0]} bytes, but {count} indices of {bits} "
+                         f"bits (shape {list(shape)}) need ceil({count}*{bits}/8) = {need}")
+    if axis is None:
+        if codebook.rank != 1:
+            raise ShapeError(f"one shared codebook must be rank 1 [K], got {codebook}; pass "
+                             "axis=... for per-channel codebooks")
+    else:
+        axis = norm_axis(axis, len(shape))
+        if codebook.rank != 2 or codebook.shape[0] != shape[axis]:
+            raise ShapeError(f"per-channel codebook must be [{shape[axis]}, K] (one row per "
+                             f"index along axis {axis} of shape {list(shape)}), got {codebook}")
+    entries = codebook.shape[-1]
+    if not 1 <= entries <= 2 ** bits:
+        raise ShapeError(f"codebook has {entries} entries; {bits}-bit indices address 1.."
+                         f"{2 ** bits}")
+    return [TensorType(shape, codebook.dtype)]

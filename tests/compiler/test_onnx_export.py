@@ -245,7 +245,9 @@ def test_float8_needs_opset_19():
 
 def test_hand_built_graphs_cover_every_exported_op():
     covered = {node.op for build in GRAPHS.values() for node in build().nodes}
-    assert set(OPS) - covered == {"MuGraphCall"}  # fused kernels have no ONNX form
+    # fused kernels have no ONNX form; CodebookDequantize lowers to bitwise ops the importer
+    # cannot read back, so tests/quant/test_codebook.py checks its export against onnxruntime
+    assert set(OPS) - covered == {"MuGraphCall", "CodebookDequantize"}
 
 
 def test_fused_regions_are_refused_with_a_clear_error():

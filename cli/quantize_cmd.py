@@ -1,0 +1,182 @@
+"""`mlc quantize`: low-bit weights with DGMS (a learned Gaussian mixture per tensor)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mlc.compiler.artifact import REPORT_FORMAT_VERSION, atomic_directory
+from mlc.compiler.errors import MlcError
+from mlc.compiler.frontends import load_model
+from mlc.compiler.ir.serialize import save_graph
+
+from .common import emit, json_option, parse_shapes, shape_option
+
+
+def _parse_layer_bits(values) -> dict[str, int]:
+    out = {}
+    for value in values:
+        pattern, sep, bits = value.rpartition("=")
+        try:
+            if not sep or not pattern:
+                raise ValueError
+            out[pattern] = int(bits)
+        except ValueError:
+            raise MlcError(f"--layer-bits {value!r}: expected PATTERN=BITS like "
+                           "'*attention*=8'") from None
+    return out
+
+
+def build_report(model: str, options, result) -> dict:
+    """report.json: options, model-level fidelity per method, per-layer metrics."""
+    layers = []
+    for layer in result.layers:
+        row = {"weight": layer.weight, "nodes": list(layer.nodes), "op": layer.op,
+               "shape": list(layer.shape), "params": layer.size, "bits": layer.bits}
+        for method, metrics in result.layer_metrics.items():
+            row[method] = {k: round(v, 6) if isinstance(v, float) else v
+                           for k, v in metrics[layer.weight].items()}
+        layers.append(row)
+    return {"format_version": REPORT_FORMAT_VERSION, "command": "quantize", "source": model,
+            "method": options.method, "bits": options.bits, "tau": options.tau,
+            "epochs": options.tune.epochs if result.history else 0, "lr": options.tune.lr,
+            "distill": options.tune.distill, "loss_history": result.history,
+            "seconds": round(result.seconds, 3),
+            "quantized_params": sum(layer.size for layer in result.layers),
+            "fidelity": result.fidelity, "layers": layers}
+
+
+def report_markdown(report: dict, plots: list[str]) -> str:
+    methods = [m for m in report["fidelity"] if m != "fp32"]
+    lines = [f"# mlc quantize: {report['source']}", "",
+             f"{report['method']} at {report['bits']} bits (τ = {report['tau']}); "
+             f"{len(report['layers'])} layers, {report['quantized_params']:,} weights; "
+             f"{report['seconds']:.1f} s.", "",
+             "| method | accuracy | output cosine | output rel err | compression |",
+             "|---|---|---|---|---|"]
+    for method in ["fp32"] + methods:
+        f = report["fidelity"][method]
+        accuracy = f"{f['accuracy']:.4f}" if "accuracy" in f else "-"
+        ratio = f"{f['compression_ratio']:.2f}×" if "compression_ratio" in f else "1×"
+        lines.append(f"| {method} | {accuracy} | {f['output_cosine']:.5f} | "
+                     f"{f['output_rel_err']:.2e} | {ratio} |")
+    lines += ["", "Per layer (weight relative error, zero fraction, compression counting "
+              "indices and codebooks):", "",
+              "| layer | shape | bits | " + " | ".join(f"{m} err / zeros / ×" for m in methods)
+              + " |", "|---|---|---|" + "---|" * len(methods)]
+    for row in report["layers"]:
+        cells = [f"{row[m]['weight_rel_err']:.3f} / {row[m]['zero_fraction']:.2f} / "
+                 f"{row[m]['compression_ratio']:.1f}" for m in methods]
+        lines.append(f"| {row['weight']} | {'x'.join(map(str, row['shape']))} | {row['bits']} | "
+                     + " | ".join(cells) + " |")
+    if plots:
+        lines += ["", "## Weight histograms with the fitted mixture", ""]
+        lines += [f"![{Path(p).stem}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _write_plots(folder: Path, result, limit: int = 12) -> list[str]:
+    import numpy as np
+    import torch
+
+    from mlc.compiler.quant.plots import histogram_svg
+    names = []
+    folder.mkdir()
+    for k, layer in enumerate(result.layers[:limit]):
+        quantizer = result.quantizers[layer.weight]
+        with torch.no_grad():
+            means = quantizer.means.double().numpy()
+            scales = quantizer.scales.double().numpy()
+            proportions = quantizer.proportions.double().numpy()
+        weight = np.asarray(result.tuned.weights[layer.weight])
+        svg = histogram_svg(weight, means, scales, proportions,
+                            f"{layer.weight} ({layer.bits}-bit, K={len(means)})")
+        path = folder / f"layer_{k}.svg"
+        path.write_text(svg)
+        names.append(f"plots/{path.name}")
+    return names
+
+
+@click.command("quantize")
+@click.argument("model")
+@click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR")
+@click.option("--gmm", "method", flag_value="gmm", default=True,
+              help="DGMS: a learned Gaussian mixture per weight tensor (the default).")
+@click.option("--method", "method", type=click.Choice(["gmm", "rtn", "kmeans"]),
+              help="gmm (DGMS), rtn (uniform per-channel) or kmeans (weight sharing).")
+@click.option("--bits", type=int, default=4, show_default=True, help="Bits per weight, 1-8.")
+@click.option("--layer-bits", multiple=True, metavar="PATTERN=BITS",
+              help="Bits for weights or nodes matching a glob (repeatable).")
+@click.option("--skip", multiple=True, metavar="PATTERN",
+              help="Leave weights or nodes matching a glob in float (repeatable).")
+@click.option("--data", metavar="FILE.npz|module:callable",
+              help="Co-tune with the task loss (labels) or, with --distill, match fp32 outputs.")
+@click.option("--eval-data", metavar="FILE.npz", help="Measure fidelity here (default: --data).")
+@click.option("--distill", is_flag=True, help="Loss = distance to the fp32 model's outputs.")
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--tau", type=float, default=0.01, show_default=True,
+              help="Temperature of the soft assignment (a hyperparameter, not trained).")
+@click.option("--no-baselines", is_flag=True, help="Skip the RTN and k-means baselines.")
+@click.option("--export-onnx", is_flag=True, help="Also write DIR/model.onnx.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@shape_option
+@json_option
+def quantize_cmd(model, out, method, bits, layer_bits, skip, data, eval_data, distill, epochs,
+                 lr, tau, no_baselines, export_onnx, seed, shapes, as_json) -> None:
+    """Quantize MODEL's MatMul / Gemm / Conv weights to BITS-bit packed indices plus a codebook
+    and write an artifact that `mlc run DIR` executes; baselines at the same bits in the report.
+
+    \b
+    Example:
+      mlc quantize model.onnx --gmm --bits 4 --out build/q4
+      mlc quantize model.onnx --bits 2 --data train.npz --epochs 5 --out build/q2
+      mlc quantize model.onnx --bits 3 --data inputs.npz --distill --export-onnx --out build/q3
+    """
+    from mlc.compiler.onnx_export import save_onnx
+    from mlc.compiler.quant.cotune import TuneOptions
+    from mlc.compiler.quant.data import load_data
+    from mlc.compiler.quant.quantize import QuantizeOptions, quantize_model
+    from mlc.compiler.quant.select import select_layers
+
+    if not 1 <= bits <= 8:
+        raise MlcError(f"--bits {bits}: bits must be between 1 and 8")
+    if epochs < 0 or lr <= 0 or tau <= 0:
+        raise MlcError("--epochs must be >= 0, --lr and --tau > 0")
+    graph = load_model(model, parse_shapes(shapes))
+    options = QuantizeOptions(
+        method=method or "gmm", bits=bits, skip=tuple(skip),
+        layer_bits=_parse_layer_bits(layer_bits), tau=tau,
+        baselines=() if no_baselines else ("rtn", "kmeans"),
+        tune=TuneOptions(epochs=epochs, lr=lr, distill=distill, seed=seed), seed=seed)
+    select_layers(graph, bits, skip=options.skip, layer_bits=options.layer_bits)  # fail early
+    train = load_data(data, graph) if data else None
+    if distill and train is None:
+        raise MlcError("--distill needs --data with the model's inputs")
+    evaluation = load_data(eval_data, graph) if eval_data else None
+
+    from rich.console import Console
+    console = Console(stderr=True)
+    with console.status("quantizing", spinner="dots") as status:
+        result = quantize_model(graph, options, train if epochs else None, evaluation or train,
+                                lambda message: status.update(f"quantizing: {message}"))
+    report = build_report(model, options, result)
+    with atomic_directory(out) as tmp:
+        save_graph(result.graph, tmp)
+        plots = _write_plots(tmp / "plots", result) if result.quantizers else []
+        if export_onnx:
+            save_onnx(result.graph, tmp / "model.onnx")
+        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (tmp / "report.md").write_text(report_markdown(report, plots))
+    fidelity = report["fidelity"]
+    text = [f"{len(result.layers)} layers ({report['quantized_params']:,} weights) at "
+            f"{bits} bits, {result.seconds:.1f} s"]
+    for name, f in fidelity.items():
+        extra = f", accuracy {f['accuracy']:.4f}" if "accuracy" in f else ""
+        ratio = f", {f['compression_ratio']:.2f}x smaller" if "compression_ratio" in f else ""
+        text.append(f"  {name:7s} output cosine {f['output_cosine']:.5f}{extra}{ratio}")
+    text.append(f"wrote {out}/ (graph.json, weights, report.json, report.md"
+                + (", model.onnx" if export_onnx else "") + ")")
+    emit(as_json, report, "\n".join(text))

@@ -1,0 +1,116 @@
+"""Training and evaluation data for quantization: an .npz file or a Python callable.
+
+An .npz holds one array per graph input (named like the input, batch first) and, optionally,
+`labels` (integer class ids, one per sample) for a classification loss. The graph's own batch
+size (its inputs' first dim) cuts the samples into batches; a short last batch is padded for
+evaluation and dropped for training.
+
+`package.module:callable` returns `(loss_fn, batches)`: `batches` is a list (or re-iterable)
+of dicts holding every graph input plus whatever `loss_fn(outputs, batch) -> scalar tensor`
+needs; `outputs` maps graph output names to tensors.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mlc.compiler.errors import MlcError
+from mlc.compiler.ir.graph import Graph
+
+LABELS = "labels"
+
+
+@dataclass
+class QuantData:
+    batches: list[dict[str, Any]]  # graph inputs (+ labels / extra keys) per batch
+    counts: list[int]  # real (unpadded) samples per batch
+    labels: bool  # batches carry integer labels (classification)
+    loss_fn: Callable | None = None  # from a callable spec; None: built-in losses
+    source: str = ""
+
+    @property
+    def samples(self) -> int:
+        return sum(self.counts)
+
+
+def load_data(spec: str, graph: Graph) -> QuantData:
+    """Data for `graph` from an .npz path or `module:callable`; MlcError says what is wrong."""
+    if spec.endswith(".npz") or Path(spec).is_file():
+        return _from_npz(Path(spec), graph)
+    if ":" in spec:
+        return _from_callable(spec, graph)
+    raise MlcError(f"--data {spec}: not a file; give an .npz file or package.module:callable")
+
+
+def _from_npz(path: Path, graph: Graph) -> QuantData:
+    try:
+        with np.load(path) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError) as err:
+        raise MlcError(f"--data {path}: cannot read ({err})") from None
+    missing = [name for name in graph.inputs if name not in arrays]
+    if missing:
+        raise MlcError(f"--data {path}: no array for model input(s) {missing}; it holds "
+                       f"{sorted(arrays)}")
+    samples = {name: arrays[name].shape[0] if arrays[name].ndim else 0 for name in graph.inputs}
+    if LABELS in arrays:
+        samples[LABELS] = arrays[LABELS].shape[0] if arrays[LABELS].ndim else 0
+    if len(set(samples.values())) != 1 or 0 in samples.values():
+        raise MlcError(f"--data {path}: arrays disagree on the number of samples: {samples}")
+    for name, expected in graph.inputs.items():
+        got = arrays[name].shape
+        if tuple(got[1:]) != tuple(expected.shape[1:]):
+            raise MlcError(f"--data {path}: input {name!r} has per-sample shape {got[1:]}, the "
+                           f"model expects {tuple(expected.shape[1:])} (batch first)")
+    labels = arrays.get(LABELS)
+    if labels is not None and (labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer)):
+        raise MlcError(f"--data {path}: '{LABELS}' must be a 1-D integer array of class ids")
+    return batch_arrays({n: arrays[n] for n in graph.inputs}, labels, graph, str(path))
+
+
+def batch_arrays(inputs: dict[str, np.ndarray], labels: np.ndarray | None, graph: Graph,
+                 source: str = "arrays") -> QuantData:
+    """Cut per-sample arrays into the graph's batch size (last batch padded by repetition)."""
+    batch = next(iter(graph.inputs.values())).shape[0]
+    total = next(iter(inputs.values())).shape[0]
+    batches, counts = [], []
+    for start in range(0, total, batch):
+        take = np.arange(start, min(start + batch, total))
+        padded = np.resize(take, batch)  # repeats from the front to fill a short batch
+        item = {name: np.ascontiguousarray(array[padded]).astype(graph.inputs[name].dtype)
+                for name, array in inputs.items()}
+        if labels is not None:
+            item[LABELS] = labels[padded].astype(np.int64)
+        batches.append(item)
+        counts.append(len(take))
+    return QuantData(batches, counts, labels is not None, None, source)
+
+
+def _from_callable(spec: str, graph: Graph) -> QuantData:
+    module_name, _, attr = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise MlcError(f"--data {spec}: cannot import ({err})") from None
+    result = fn()
+    if not (isinstance(result, tuple) and len(result) == 2 and callable(result[0])):
+        raise MlcError(f"--data {spec}: must return (loss_fn, batches)")
+    loss_fn, batches = result[0], list(result[1])
+    if not batches:
+        raise MlcError(f"--data {spec}: returned no batches")
+    for k, item in enumerate(batches):
+        missing = [name for name in graph.inputs if name not in item]
+        if missing:
+            raise MlcError(f"--data {spec}: batch {k} lacks model input(s) {missing}")
+        for name, expected in graph.inputs.items():
+            if tuple(np.shape(item[name])) != tuple(expected.shape):
+                raise MlcError(f"--data {spec}: batch {k} input {name!r} has shape "
+                               f"{tuple(np.shape(item[name]))}, the model expects "
+                               f"{tuple(expected.shape)}")
+    counts = [graph.inputs[next(iter(graph.inputs))].shape[0]] * len(batches)
+    return QuantData(batches, counts, False, loss_fn, spec)

@@ -1,0 +1,88 @@
+"""Which weights a quantizer touches: the weight operands of MatMul, Gemm and Conv.
+
+`select_layers` requires a typed Graph and ensures one `Layer` per quantizable weight (float,
+rank >= 2, every consumer a MatMul / Gemm / Conv that reads it as an operand), each with its
+bit width and output-channel axis. Embedding tables (Gather), norm scales and biases (rank 1)
+stay in float. Skip patterns and per-layer bit widths match weight names or consumer node
+names with shell-style globs (`fnmatch`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from mlc.compiler.errors import MlcError
+from mlc.compiler.ir.graph import Graph
+
+WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
+FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+@dataclass(frozen=True)
+class Layer:
+    weight: str  # the graph weight's name
+    nodes: tuple[str, ...]  # the nodes that read it
+    op: str  # MatMul | Gemm | Conv (of the first consumer)
+    shape: tuple[int, ...]
+    bits: int
+    axis: int  # output-channel axis of the stored weight (per-channel baselines use it)
+
+    @property
+    def size(self) -> int:
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
+
+
+def _channel_axis(graph: Graph, weight: str, node) -> int:
+    """The output-channel axis of `weight` as `node` uses it."""
+    rank = graph.types[weight].rank
+    if node.op == "Conv":
+        return 0  # [out, in, kh, kw]
+    if node.op == "Gemm":
+        position = node.inputs.index(weight)
+        if position == 1:
+            return 0 if node.attrs.get("transB", 0) else 1
+        return 1 if node.attrs.get("transA", 0) else 0
+    return rank - 1 if node.inputs.index(weight) == 1 else rank - 2  # x @ W: columns
+
+
+def _matches(patterns, *names) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns for name in names
+               if name)
+
+
+def select_layers(graph: Graph, bits: int, *, skip: tuple[str, ...] = (),
+                  layer_bits: dict[str, int] | None = None) -> list[Layer]:
+    """Quantizable weights with their bits (layer_bits patterns override `bits`, in order).
+
+    Raises MlcError when bits are outside 1..8 or nothing is left to quantize.
+    """
+    layer_bits = dict(layer_bits or {})
+    for where, value in [("--bits", bits)] + [(f"--layer-bits {p}", b)
+                                              for p, b in layer_bits.items()]:
+        if not 1 <= int(value) <= 8:
+            raise MlcError(f"{where}={value}: bits must be between 1 and 8")
+    consumers = graph.consumers()
+    layers = []
+    for name, array in graph.weights.items():
+        readers = consumers.get(name, [])
+        if (not readers or graph.types[name].dtype not in FLOAT_DTYPES or array.ndim < 2
+                or any(node.op not in WEIGHT_OPS for node in readers)):
+            continue
+        node_names = tuple(node.name for node in readers)
+        if _matches(skip, name, *node_names):
+            continue
+        chosen = bits
+        for pattern, value in layer_bits.items():
+            if _matches((pattern,), name, *node_names):
+                chosen = int(value)
+        layers.append(Layer(name, node_names, readers[0].op, tuple(array.shape), chosen,
+                            _channel_axis(graph, name, readers[0])))
+    if not layers:
+        raise MlcError(f"{graph.name}: nothing to quantize (no float weight of rank >= 2 feeds "
+                       f"only {', '.join(WEIGHT_OPS)}" + (f", after --skip {list(skip)}"
+                                                          if skip else "") + ")")
+    return layers
