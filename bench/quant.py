@@ -231,7 +231,7 @@ def main():
 def print_tables(doc):
     from rich.console import Console
     from rich.table import Table
-    console = Console()
+    console = Console(width=160)
     if "digits" in doc:
         table = Table(title="digits test accuracy (fp32 vs quantized weights)")
         for column in ("model", "bits", "fp32", "DGMS co-tuned", "DGMS post", "RTN", "k-means",
