@@ -40,10 +40,26 @@ def _log_joint(w: torch.Tensor, means: torch.Tensor, scales: torch.Tensor,
     return log_proportions - 0.5 * z * z - torch.log(scales) - _HALF_LOG_2PI
 
 
+def _moment_groups(values: np.ndarray, groups: int):
+    """(mean, count, variance) float64 tensors of runs of consecutive sorted values, cut at
+    `groups` equal-count and `groups` equal-width boundaries: no group holds more than
+    1/groups of the values or spans more than 1/groups of the range (so none straddles a gap
+    between clusters)."""
+    x = np.sort(values)
+    by_count = np.linspace(0, x.size, min(groups, x.size) + 1).round().astype(np.int64)
+    cuts = np.linspace(x[0], x[-1], min(groups, x.size) + 1)[1:-1]
+    by_width = np.searchsorted(x, cuts, side="right")
+    edges = np.unique(np.concatenate([by_count, by_width]))
+    count = np.diff(edges).astype(np.float64)
+    mean = np.add.reduceat(x, edges[:-1]) / count
+    variance = np.add.reduceat((x - np.repeat(mean, np.diff(edges))) ** 2, edges[:-1]) / count
+    return tuple(torch.from_numpy(a) for a in (mean, count, variance))
+
+
 class GMMQuantizer(torch.nn.Module):
     """Per-tensor Gaussian mixture quantizer with K = 2**bits components, mean 0 pinned.
 
-    Requires a floating `weight` with finite values and bits in 1..8. Initialization is
+    Requires a non-empty floating `weight` with finite values and bits in 1..8. Initialization is
     DGMS's: k-means with a pinned zero centre (means), cluster fractions (proportions) and
     within-cluster std (scales, floored at REL_SCALE_FLOOR * std(weight)). Learnable:
     `free_means` [K-1], `raw_scales` [K], `mix_logits` [K]; `tau` and `chunk` are plain
@@ -172,29 +188,31 @@ class GMMQuantizer(torch.nn.Module):
     # -- post-training fit ------------------------------------------------------------------
 
     def fit(self, weight: torch.Tensor, steps: int = 100, *, tol: float = 1e-7,
-            max_samples: int = 1 << 20) -> GMMQuantizer:
+            groups: int | None = None, max_samples: int = 1 << 20) -> GMMQuantizer:
         """Maximum-likelihood fit of the mixture to `weight` by EM, without data; returns self.
 
-        Runs up to `steps` EM iterations in float64 (log-space E-step, chunked), on a seeded
-        subsample of `max_samples` values for large tensors, and stops early once the mean
-        log-likelihood gains less than `tol` (relative). mu_0 stays exactly 0 (its M-step only
-        updates sigma_0 and pi_0). Scales keep the init floor and proportions MIN_PROPORTION,
-        so no component collapses; an iteration does not lower the likelihood (up to that
-        proportion floor)."""
-        values = weight.detach().reshape(-1).to("cpu", torch.float64)
-        if values.numel() > max_samples:
-            generator = torch.Generator().manual_seed(self.seed)
-            values = values[torch.randperm(values.numel(), generator=generator)[:max_samples]]
-        if values.numel() == 0:
+        Runs up to `steps` EM iterations in float64 and stops early once the mean
+        log-likelihood gains less than `tol` (relative). For speed the E-step runs on runs of
+        consecutive sorted values (at most 2 * `groups`, default max(2048, 8 K); see
+        `_moment_groups`), each standing for its count, mean and variance (the M-step adds the
+        variance back, so second moments stay exact); small tensors are fitted value by value.
+        Larger tensors are first subsampled to `max_samples` values (seeded). mu_0 stays
+        exactly 0 (its M-step only updates sigma_0 and pi_0); scales keep the init floor and
+        proportions MIN_PROPORTION, so no component collapses."""
+        values = weight.detach().reshape(-1).to("cpu", torch.float64).numpy()
+        if values.size == 0:
             return self
+        if values.size > max_samples:
+            values = np.random.default_rng(self.seed).choice(values, max_samples, replace=False)
+        data = _moment_groups(values, groups or max(2048, 8 * self.num_components))
         with torch.no_grad():
             means = self.means.double().cpu()
             scales = self.scales.double().cpu()
             log_props = torch.log_softmax(self.mix_logits.double().cpu(), 0)
             previous = -math.inf
             for _ in range(steps):
-                stats, current = self._em_statistics(values, means, scales, log_props)
-                means, scales, log_props = self._m_step(means, *stats, values.numel())
+                stats, current = self._em_statistics(data, means, scales, log_props)
+                means, scales, log_props = self._m_step(means, *stats, values.size)
                 if current - previous <= tol * abs(current):
                     break
                 previous = current
@@ -204,20 +222,22 @@ class GMMQuantizer(torch.nn.Module):
             self.mix_logits.copy_(log_props)
         return self
 
-    def _em_statistics(self, values, means, scales, log_props):
-        """E-step sums (r_k, r_k (w - mu_k), r_k (w - mu_k)^2) and the mean log-likelihood."""
+    def _em_statistics(self, data, means, scales, log_props):
+        """E-step sums (r_k, r_k (w - mu_k), r_k (w - mu_k)^2), each group weighted by its
+        count, and the mean log-likelihood of the group centres."""
         count, first, second = (torch.zeros_like(means) for _ in range(3))
-        total = 0.0
-        for part in values.split(self.chunk):
-            joint = _log_joint(part, means, scales, log_props)
+        total, n = 0.0, 0.0
+        for centre, weight, spread in zip(*(part.split(self.chunk) for part in data)):
+            joint = _log_joint(centre, means, scales, log_props)
             norm = torch.logsumexp(joint, dim=1, keepdim=True)
-            responsibility = (joint - norm).exp()
-            offset = part.reshape(-1, 1) - means
+            responsibility = (joint - norm).exp() * weight.reshape(-1, 1)
+            offset = centre.reshape(-1, 1) - means
             count += responsibility.sum(0)
             first += (responsibility * offset).sum(0)
-            second += (responsibility * offset * offset).sum(0)
-            total += float(norm.sum())
-        return (count, first, second), total / values.numel()
+            second += (responsibility * (offset * offset + spread.reshape(-1, 1))).sum(0)
+            total += float((norm.reshape(-1) * weight).sum())
+            n += float(weight.sum())
+        return (count, first, second), total / n
 
     def _m_step(self, means, count, first, second, n):
         """New (means, scales, log proportions) from the E-step sums around the old means."""
