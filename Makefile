@@ -30,6 +30,8 @@ demo: $(STAMP)
 	$(VENV)/bin/mlc compile fixture:rmsnorm_matmul_small --out build/demo/rms --target h100
 	$(VENV)/bin/mlc run build/demo/rms --random --seed 0
 	$(VENV)/bin/mlc optimize examples/block.onnx --out build/demo/block --budget 60
+	$(VENV)/bin/mlc quantize examples/mlp.onnx --gmm --bits 4 --out build/demo/mlp_q4 --export-onnx
+	$(VENV)/bin/mlc run build/demo/mlp_q4 --random --seed 0
 
 bench: $(STAMP)
 	$(PY) bench/onnx_conformance.py --out build/bench/onnx_conformance.json
@@ -38,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/mugraph_kernels.py --out build/bench/mugraph_kernels.json
 	$(PY) bench/mugraph_cost.py --gpu h100 --out build/bench/mugraph_cost.json
 	$(PY) bench/search.py --budget 60 --out build/bench/search.json
+	$(PY) bench/quant.py --out build/bench/quant.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler runtime kernels cli specs tests bench
