@@ -103,8 +103,8 @@ class TorchGraphModule(torch.nn.Module):
             attr += "_"
         dtype = TensorType.of(array).dtype
         tensor = to_torch(array, self._value_dtype(dtype))
-        if _trainable(dtype):
-            self.register_parameter(attr, torch.nn.Parameter(tensor))
+        if _trainable(dtype):  # a copy: training must not write into the Graph's arrays
+            self.register_parameter(attr, torch.nn.Parameter(tensor.clone()))
         else:
             self.register_buffer(attr, tensor)
         self.weight_names[name] = attr

@@ -82,6 +82,17 @@ def cotune(graph: Graph, layers: list[Layer], quantizers: dict[str, GMMQuantizer
     """Train weights and quantizers on soft weights; returns (tuned graph, mean loss per epoch)."""
     torch.manual_seed(options.seed)
     loss_of = _loss_for(data, options.distill)
+    # Soft weights of values owned by one component carry the others' e^(-1/tau)-small shares:
+    # denormal floats, which slow CPU matmuls ~5x on MiniLM. Flush them for the training loop.
+    flushed = torch.set_flush_denormal(True)
+    try:
+        return _train(graph, layers, quantizers, data, options, progress, loss_of)
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)
+
+
+def _train(graph, layers, quantizers, data, options, progress, loss_of):
     module = TorchGraphModule(graph)
     teacher = None
     if options.distill:
@@ -108,7 +119,7 @@ def cotune(graph: Graph, layers: list[Layer], quantizers: dict[str, GMMQuantizer
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         history.append(float(np.mean(losses)) if losses else float("nan"))
         if progress:
             progress(f"epoch {epoch + 1}/{options.epochs}: loss {history[-1]:.4g} "

@@ -49,6 +49,26 @@ def _channel_axis(graph: Graph, weight: str, node) -> int:
     return rank - 1 if node.inputs.index(weight) == 1 else rank - 2  # x @ W: columns
 
 
+def _weight_uses(graph: Graph, name: str, consumers) -> list[tuple] | None:
+    """[(weight op node, the weight's value name there, perm or None)] when every use of
+    `name` is a MatMul / Gemm / Conv operand, directly or through one Transpose (torch.export
+    spells Linear as MatMul(x, Transpose(W))); None otherwise."""
+    uses = []
+    for reader in consumers.get(name, []):
+        if reader.op in WEIGHT_OPS:
+            uses.append((reader, name, None))
+        elif reader.op == "Transpose":
+            value = reader.outputs[0]
+            after = consumers.get(value, [])
+            if not after or any(node.op not in WEIGHT_OPS for node in after):
+                return None
+            perm = reader.attrs.get("perm") or tuple(reversed(range(graph.types[name].rank)))
+            uses += [(node, value, tuple(perm)) for node in after]
+        else:
+            return None
+    return uses or None
+
+
 def _matches(patterns, *names) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns for name in names
                if name)
@@ -68,19 +88,22 @@ def select_layers(graph: Graph, bits: int, *, skip: tuple[str, ...] = (),
     consumers = graph.consumers()
     layers = []
     for name, array in graph.weights.items():
-        readers = consumers.get(name, [])
-        if (not readers or graph.types[name].dtype not in FLOAT_DTYPES or array.ndim < 2
-                or any(node.op not in WEIGHT_OPS for node in readers)):
+        if graph.types[name].dtype not in FLOAT_DTYPES or array.ndim < 2:
             continue
-        node_names = tuple(node.name for node in readers)
+        uses = _weight_uses(graph, name, consumers)
+        if uses is None:
+            continue
+        node_names = tuple(node.name for node, _, _ in uses)
         if _matches(skip, name, *node_names):
             continue
         chosen = bits
         for pattern, value in layer_bits.items():
             if _matches((pattern,), name, *node_names):
                 chosen = int(value)
-        layers.append(Layer(name, node_names, readers[0].op, tuple(array.shape), chosen,
-                            _channel_axis(graph, name, readers[0])))
+        node, value, perm = uses[0]
+        axis = _channel_axis(graph, value, node)
+        axis = axis if perm is None else perm[axis]  # back to the stored weight's axes
+        layers.append(Layer(name, node_names, node.op, tuple(array.shape), chosen, axis))
     if not layers:
         raise MlcError(f"{graph.name}: nothing to quantize (no float weight of rank >= 2 feeds "
                        f"only {', '.join(WEIGHT_OPS)}" + (f", after --skip {list(skip)}"

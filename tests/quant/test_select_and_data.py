@@ -76,3 +76,14 @@ def test_batches_pad_the_last_one_by_repetition():
                          "ids": np.arange(6)}, None, graph)
     assert data.counts == [4, 2] and not data.labels
     np.testing.assert_array_equal(data.batches[1]["ids"], [4, 5, 4, 5])
+
+
+def test_weights_reached_through_a_transpose_are_selected_with_the_stored_axis():
+    # torch.export spells Linear on 3-D inputs as MatMul(x, Transpose(W)), W = [out, in]
+    b = GraphBuilder("linear")
+    x = b.input("x", (2, 3, 8))
+    w = b.weight("proj.weight", np.ones((5, 8), np.float32))
+    y = b.op("MatMul", x, b.op("Transpose", w, perm=(1, 0)), name="proj")
+    (layer,) = select_layers(b.build(y), 3)
+    assert (layer.weight, layer.op, layer.axis, layer.nodes) == ("proj.weight", "MatMul", 0,
+                                                                 ("proj",))
