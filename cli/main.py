@@ -8,6 +8,7 @@
     mlc compile MUGRAPH --out DIR  a µGraph into Triton + CUDA kernels with a cost estimate
     mlc verify CANDIDATE --against MODEL   finite-field + float equivalence check
     mlc quantize MODEL --gmm --bits B --out DIR   DGMS low-bit weights, with baselines
+    mlc plan serve --demand FILE --out DIR   many LLMs on heterogeneous GPUs at least cost
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .import_cmd import import_cmd
 from .inspect_cmd import inspect_cmd
 from .ops_cmd import ops_cmd
 from .optimize_cmd import optimize_cmd
+from .plan_cmd import plan_group
 from .quantize_cmd import quantize_cmd
 from .run_cmd import run_cmd
 from .verify_cmd import verify_cmd
@@ -50,6 +52,7 @@ cli.add_command(compile_cmd)
 cli.add_command(verify_cmd)
 cli.add_command(optimize_cmd)
 cli.add_command(quantize_cmd)
+cli.add_command(plan_group)
 
 
 def main() -> None:

@@ -63,7 +63,8 @@ def report_markdown(report: dict, plots: list[str]) -> str:
         lines.append(f"| {method} | {accuracy} | {f['output_cosine']:.5f} | "
                      f"{f['output_rel_err']:.2e} | {ratio} |")
     lines += ["", "Per layer (weight relative error, zero fraction, compression counting "
-              "indices and codebooks):", "",
+              "indices and codebooks; RTN's per-channel codebook counted as a scale and a zero "
+              "point per channel):", "",
               "| layer | shape | bits | " + " | ".join(f"{m} err / zeros / ×" for m in methods)
               + " |", "|---|---|---|" + "---|" * len(methods)]
     for row in report["layers"]:

@@ -112,10 +112,19 @@ def _compare(outputs, reference, data: QuantData | None) -> dict:
     return metrics
 
 
-def _layer_metrics(layer: Layer, dense: np.ndarray, item: PackedWeight) -> dict:
+def storage_bytes(method: str, item: PackedWeight) -> int:
+    """Bytes a deployment needs: packed indices plus the codebook, except that RTN's per-channel
+    rows are affine (scale * (q - zero_point)), so a real RTN kernel keeps 2 floats per
+    channel, not 2^bits."""
+    if method == "rtn" and item.codebook.ndim == 2:
+        return int(item.packed.nbytes + item.codebook.shape[0] * 2 * 4)
+    return int(item.nbytes())
+
+
+def _layer_metrics(method: str, dense: np.ndarray, item: PackedWeight) -> dict:
     approx = item.dequantize()
     return {"bits": item.bits, "zero_fraction": float(np.mean(approx == 0)),
-            "compression_ratio": float(item.compression_ratio()),
+            "compression_ratio": float(dense.size * 4 / storage_bytes(method, item)),
             "weight_rel_err": float(np.linalg.norm(approx - dense) /
                                     (np.linalg.norm(dense) + 1e-30))}
 
@@ -135,7 +144,7 @@ def quantize_model(graph: Graph, options: QuantizeOptions = QuantizeOptions(),
     if "gmm" in methods:
         for k, layer in enumerate(layers):
             notify(f"k-means init {k + 1}/{len(layers)}: {layer.weight}")
-            weight = torch.from_numpy(np.asarray(graph.weights[layer.weight], np.float32))
+            weight = torch.tensor(np.asarray(graph.weights[layer.weight], np.float32))
             quantizers[layer.weight] = GMMQuantizer(weight, layer.bits, tau=options.tau,
                                                     seed=options.seed, grid=SOFT_WEIGHT_GRID)
         if data is not None:
@@ -143,7 +152,7 @@ def quantize_model(graph: Graph, options: QuantizeOptions = QuantizeOptions(),
         elif options.em_fit:
             for k, layer in enumerate(layers):
                 notify(f"GMM fit {k + 1}/{len(layers)}: {layer.weight}")
-                quantizers[layer.weight].fit(torch.from_numpy(
+                quantizers[layer.weight].fit(torch.tensor(
                     np.asarray(graph.weights[layer.weight], np.float32)))
     packed: dict[str, dict[str, PackedWeight]] = {}
     for method in methods:
@@ -154,7 +163,7 @@ def quantize_model(graph: Graph, options: QuantizeOptions = QuantizeOptions(),
             if method == "gmm":
                 with torch.no_grad():
                     item = _pack(gmm_quantized(quantizers[layer.weight],
-                                               torch.from_numpy(weight)))
+                                               torch.tensor(weight)))
             else:
                 item = _baseline(method, weight, layer)
             packed[method][layer.weight] = item
@@ -169,15 +178,15 @@ def quantize_model(graph: Graph, options: QuantizeOptions = QuantizeOptions(),
         base = tuned if method == "gmm" else graph
         graphs[method] = apply_packed(base, packed[method])
         fidelity[method] = _compare(_outputs(graphs[method], batches), reference, eval_data)
-        fidelity[method]["compression_ratio"] = _model_ratio(graph, layers, packed[method])
+        fidelity[method]["compression_ratio"] = _model_ratio(method, layers, packed[method])
     layer_metrics = {method: {layer.weight: _layer_metrics(
-        layer, np.asarray(graph.weights[layer.weight], np.float32), packed[method][layer.weight])
+        method, np.asarray(graph.weights[layer.weight], np.float32), packed[method][layer.weight])
         for layer in layers} for method in methods}
     return QuantizeResult(graphs[options.method], layers, packed, fidelity, layer_metrics,
                           quantizers, tuned, history, time.perf_counter() - start)
 
 
-def _model_ratio(graph: Graph, layers: list[Layer], packed: dict[str, PackedWeight]) -> float:
-    """fp32 bytes of the quantized layers over their packed bytes (indices + codebooks)."""
+def _model_ratio(method: str, layers: list[Layer], packed: dict[str, PackedWeight]) -> float:
+    """fp32 bytes of the quantized layers over their stored bytes (see storage_bytes)."""
     dense = sum(layer.size * 4 for layer in layers)
-    return float(dense / sum(item.nbytes() for item in packed.values()))
+    return float(dense / sum(storage_bytes(method, item) for item in packed.values()))

@@ -1,0 +1,97 @@
+"""`mlc plan`: serving plans. `mlc plan serve` places many LLMs on heterogeneous cloud GPUs at
+least cost (Coral-style two-stage MILP), with baselines, a simulation and vLLM commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mlc.compiler.artifact import atomic_directory
+from mlc.compiler.errors import MlcError
+from mlc.compiler.plan.coral.catalog import load_catalog
+from mlc.compiler.plan.coral.inputs import load_document, parse_demand
+from mlc.compiler.plan.coral.markdown import report_markdown
+from mlc.compiler.plan.coral.planner import plan_serve
+
+from .common import emit, json_option
+
+
+@click.group("plan")
+def plan_group() -> None:
+    """Serving plans: which GPUs to rent and how each model's replicas run on them.
+
+    \b
+    Example:
+      mlc plan serve --demand demand.json --out build/plan
+    """
+
+
+def _read_previous(plan_dir: str) -> tuple[dict, dict]:
+    folder = Path(plan_dir)
+    try:
+        plan = json.loads((folder / "plan.json").read_text())
+        stage1 = json.loads((folder / "stage1.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise MlcError(f"--replan {plan_dir}: not a plan directory (needs plan.json and "
+                       "stage1.json from `mlc plan serve`)") from None
+    return plan, stage1
+
+
+def _summary_text(plan: dict, report: dict, out: str) -> str:
+    lines = [f"{plan['mode']} plan: ${report['cost_per_hour']:.2f}/hour, goodput "
+             f"{report['goodput']:.1%}, solved in {report['solve_seconds']:.2f} s"
+             + (" (stage 1 reused)" if report["stage1_reused"] else "")]
+    for name, base in report["baselines"].items():
+        lines.append(f"  baseline {name}: ${base['cost_per_hour']:.2f}/hour, goodput "
+                     f"{base['goodput']:.1%}")
+    for name, entry in plan["models"].items():
+        layout = ", ".join(f"{r['count']}x {r['config']}" for r in entry["replicas"]) or "none"
+        lines.append(f"  {name}: {entry['served_requests_per_s']:.2f}/"
+                     f"{entry['demand_requests_per_s']:.2f} req/s on {layout}")
+    lines += [f"note: {note}" for note in plan["notes"]]
+    lines.append(f"wrote {out}/plan.json, report.json, report.md")
+    return "\n".join(lines)
+
+
+@plan_group.command("serve")
+@click.option("--demand", "demand_file", type=click.Path(dir_okay=False),
+              help="JSON/YAML: model -> {requests_per_s, prompt_tokens, output_tokens}.")
+@click.option("--gpus", "gpus_file", type=click.Path(dir_okay=False),
+              help="JSON/YAML: GPU type -> {available, price_per_hour} overrides.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Plan directory to write.")
+@click.option("--replan", "replan_dir", type=click.Path(file_okay=False),
+              help="A previous plan directory: reuse its stage 1, rerun only stage 2.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the simulation.")
+@json_option
+def serve_cmd(demand_file, gpus_file, out, replan_dir, seed, as_json) -> None:
+    """Plan many LLMs over heterogeneous cloud GPUs at least cost.
+
+    \b
+    Example:
+      echo '{"llama-3.1-8b": {"requests_per_s": 20, "prompt_tokens": 512,
+             "output_tokens": 256}}' > demand.json
+      mlc plan serve --demand demand.json --gpus gpus.json --out build/plan
+      mlc plan serve --gpus scarce.json --replan build/plan --out build/plan2
+    """
+    previous, cache = ({}, None) if replan_dir is None else _read_previous(replan_dir)
+    if demand_file is not None:
+        demand_doc = load_document(demand_file, "demand")
+    elif previous:
+        demand_doc = previous["inputs"]["demand"]
+    else:
+        raise MlcError("--demand FILE is required (or --replan PLAN to reuse a plan's demand)")
+    demand = parse_demand(demand_doc, demand_file or f"{replan_dir}/plan.json")
+    overrides = load_document(gpus_file, "GPU") if gpus_file is not None \
+        else previous.get("inputs", {}).get("gpus", {})
+    catalog = load_catalog(overrides)
+    click.echo("planning " + ", ".join(demand) + (" (re-plan)" if cache else ""), err=True)
+    result = plan_serve(demand, catalog, cache=cache, seed=seed, overrides=overrides)
+    with atomic_directory(Path(out)) as tmp:
+        for name, doc in (("plan.json", result.plan), ("report.json", result.report),
+                          ("stage1.json", result.stage1)):
+            (tmp / name).write_text(json.dumps(doc, indent=1) + "\n")
+        (tmp / "report.md").write_text(report_markdown(result.plan, result.report))
+    emit(as_json, result.report, _summary_text(result.plan, result.report, out))
