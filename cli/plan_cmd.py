@@ -89,6 +89,7 @@ def serve_cmd(demand_file, gpus_file, out, replan_dir, seed, as_json) -> None:
     catalog = load_catalog(overrides)
     click.echo("planning " + ", ".join(demand) + (" (re-plan)" if cache else ""), err=True)
     result = plan_serve(demand, catalog, cache=cache, seed=seed, overrides=overrides)
+    result.report["source"] = str(demand_file or Path(replan_dir) / "plan.json")
     with atomic_directory(Path(out)) as tmp:
         for name, doc in (("plan.json", result.plan), ("report.json", result.report),
                           ("stage1.json", result.stage1)):

@@ -44,7 +44,8 @@ def block_kernel(grid, forloop_range, inputs, ops, outputs, sources, result="O")
 
 def test_bundled_specs_load_with_reference_numbers():
     names = list_gpus()
-    assert names == sorted(["h100", "h200", "a100-80gb", "l40s", "l4", "a10g", "t4", "v100"])
+    assert names == sorted(["h100", "h200", "a100-80gb", "a100-40gb", "l40s", "l4", "a10g", "t4",
+                            "v100"])
     gpus = {name: load_gpu(name) for name in names}
     for gpu in gpus.values():
         assert gpu.source and gpu.usd_per_hour > 0
@@ -57,13 +58,15 @@ def test_bundled_specs_load_with_reference_numbers():
     assert gpus["h200"].dram_bandwidth == pytest.approx(4.8e12)
     assert gpus["a100-80gb"].fp16_flops == pytest.approx(312e12)
     assert gpus["a100-80gb"].sm_count == 108
+    assert gpus["a100-40gb"].dram_bandwidth == pytest.approx(1.56e12)
+    assert gpus["a100-40gb"].usd_per_hour == 2.74
     assert gpus["l4"].dram_bandwidth == pytest.approx(0.3e12)
     assert gpus["t4"].bf16_flops is None and gpus["v100"].bf16_flops is None
     assert load_gpu("H100").name == "h100" and load_gpu("a100").name == "a100-80gb"
 
 
 def test_unknown_gpu_lists_known_ones():
-    with pytest.raises(MlcError, match="known GPUs: a100-80gb, a10g, h100"):
+    with pytest.raises(MlcError, match="known GPUs: a100-40gb, a100-80gb, a10g, h100"):
         load_gpu("b200")
 
 

@@ -60,5 +60,6 @@ def cached_results(doc: dict | None, catalog: dict[str, GpuType], eff: Efficienc
             model=name, shape_key=tuple(entry["shape_key"]),
             candidates=[_column(name, c) for c in entry["candidates"]],
             homogeneous=[_column(name, c) for c in entry["homogeneous"]], all_fitting=[],
-            enumerated=entry["enumerated"], fitting=entry["fitting"], seconds=0.0, failures=entry.get("failures", {}))
+            enumerated=entry["enumerated"], fitting=entry["fitting"], seconds=0.0,
+            failures=entry.get("failures", {}))
     return results

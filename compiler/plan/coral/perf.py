@@ -54,6 +54,9 @@ class Efficiency:
     max_batch: int = 512  # vLLM's --max-num-seqs cap
 
 
+DEFAULT_EFFICIENCY = Efficiency()
+
+
 @dataclass(frozen=True)
 class Stage:
     """A pipeline stage: `tp` GPUs of one type holding `layers` consecutive layers."""
@@ -154,7 +157,7 @@ def check_layout(model: ModelConfig, config: ReplicaConfig) -> str:
 
 
 def estimate(model: ModelConfig, config: ReplicaConfig, workload: Workload,
-             catalog: dict[str, GpuType], eff: Efficiency = Efficiency()) -> ReplicaPerf:
+             catalog: dict[str, GpuType], eff: Efficiency = DEFAULT_EFFICIENCY) -> ReplicaPerf:
     """Fit check and SLO-bound throughput (requests/s) of one replica; see the module doc."""
     invalid = check_layout(model, config)
     if invalid:
@@ -175,6 +178,9 @@ def estimate(model: ModelConfig, config: ReplicaConfig, workload: Workload,
         return ReplicaPerf(False, f"KV cache holds {int(kv_tokens)} tokens, a request needs "
                            f"{context}", kv_tokens=int(kv_tokens))
     pp = config.pp
+    if max_requests < pp:
+        return ReplicaPerf(False, f"KV cache holds {max_requests} request(s), fewer than the "
+                           f"{pp} pipeline micro-batches", kv_tokens=int(kv_tokens))
     micro = np.arange(1, max(1, min(max_requests, eff.max_batch) // pp) + 1, dtype=float)
     step = np.zeros_like(micro)
     prefill_latency = 0.0

@@ -20,7 +20,16 @@ import numpy as np
 
 from ..models import ModelConfig
 from .catalog import GpuType
-from .perf import Efficiency, ReplicaConfig, ReplicaPerf, Stage, Workload, estimate, homogeneous
+from .perf import (
+    DEFAULT_EFFICIENCY,
+    Efficiency,
+    ReplicaConfig,
+    ReplicaPerf,
+    Stage,
+    Workload,
+    estimate,
+    homogeneous,
+)
 
 MAX_GPUS = 8
 TP_DEGREES = (1, 2, 4, 8)
@@ -133,7 +142,7 @@ def prune_dominated(candidates: list[Candidate], gpus: list[str]) -> list[Candid
 
 
 def run_stage1(model: ModelConfig, workload: Workload, catalog: dict[str, GpuType],
-               eff: Efficiency = Efficiency(), max_gpus: int = MAX_GPUS,
+               eff: Efficiency = DEFAULT_EFFICIENCY, max_gpus: int = MAX_GPUS,
                mixed: bool = True) -> Stage1Result:
     """Enumerate, estimate and prune one model's replica configurations."""
     start = time.perf_counter()

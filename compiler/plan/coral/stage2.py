@@ -138,11 +138,12 @@ def solve_max_goodput(columns: list[Candidate], demand: dict[str, float],
 
 
 def solve(columns: list[Candidate], demand: dict[str, float], catalog: dict[str, GpuType],
-          weights: dict[str, float] | None = None) -> Allocation:
+          weights: dict[str, float] | None = None, time_limit: float = TIME_LIMIT_S
+          ) -> Allocation:
     """Cost mode when every demand can be met, else goodput mode."""
     start = time.perf_counter()
-    allocation = solve_min_cost(columns, demand, catalog)
+    allocation = solve_min_cost(columns, demand, catalog, time_limit)
     if allocation is None:
-        allocation = solve_max_goodput(columns, demand, catalog, weights)
+        allocation = solve_max_goodput(columns, demand, catalog, weights, time_limit)
     allocation.seconds = time.perf_counter() - start
     return allocation
