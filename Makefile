@@ -32,6 +32,7 @@ demo: $(STAMP)
 	$(VENV)/bin/mlc optimize examples/block.onnx --out build/demo/block --budget 60
 	$(VENV)/bin/mlc quantize examples/mlp.onnx --gmm --bits 4 --out build/demo/mlp_q4 --export-onnx
 	$(VENV)/bin/mlc run build/demo/mlp_q4 --random --seed 0
+	$(VENV)/bin/mlc plan serve --demand examples/demand.json --out build/demo/serve
 
 bench: $(STAMP)
 	$(PY) bench/onnx_conformance.py --out build/bench/onnx_conformance.json
@@ -41,6 +42,7 @@ bench: $(STAMP)
 	$(PY) bench/mugraph_cost.py --gpu h100 --out build/bench/mugraph_cost.json
 	$(PY) bench/search.py --budget 60 --out build/bench/search.json
 	$(PY) bench/quant.py --out build/bench/quant.json
+	$(PY) bench/coral.py --out build/bench/coral.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler runtime kernels cli specs tests bench
