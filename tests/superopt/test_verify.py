@@ -165,19 +165,11 @@ def test_fused_rmsnorm_matmul_small():
 
 @pytest.mark.slow
 def test_fused_rmsnorm_matmul_full_size():
+    """Correctness at the paper's shapes; the time per trial set is bench/mugraph_verify.py's."""
     graph = get_workload("rmsnorm_matmul")  # X (2, 4096), W (4096, 6144)
     assert graph.inputs["W"].shape == (4096, 6144)
-    candidate = rmsnorm_matmul_fused(graph, 96, 32)
-    per_set = []
-    for seed in range(2):  # best of two: the machine may be shared
-        start = time.perf_counter()
-        verdict = verify(candidate, graph, seed=seed)
-        wall = time.perf_counter() - start
-        assert verdict.equivalent, verdict
-        per_set.append(wall / (verdict.trials + 1))  # each field trial and the float check
-        print(f"\nfull-size rmsnorm_matmul: {verdict.trials} field trials + 1 float check in "
-              f"{wall:.3f} s = {per_set[-1]:.3f} s per trial set")
-    assert min(per_set) < 1.0
+    verdict = verify(rmsnorm_matmul_fused(graph, 96, 32), graph, seed=0)
+    assert verdict.equivalent, verdict
 
 
 @pytest.mark.parametrize("spec", ["gqa:small,safe", "gqa:small", "prism_attention:small",
