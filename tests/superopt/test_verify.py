@@ -3,32 +3,30 @@ variants that must be rejected."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from mlc.compiler.frontends.builder import GraphBuilder
 from mlc.compiler.ir import interpret
 from mlc.compiler.superopt.mugraph import (
-                                           BlockGraph,
-                                           BlockInput,
-                                           BlockOp,
-                                           BlockOutput,
-                                           FloatArith,
-                                           KernelOp,
-                                           MuGraph,
-                                           MuGraphError,
-                                           run_mugraph,
+    BlockGraph,
+    BlockInput,
+    BlockOp,
+    BlockOutput,
+    FloatArith,
+    KernelOp,
+    MuGraph,
+    MuGraphError,
+    run_mugraph,
 )
 from mlc.compiler.superopt.verify import (
-                                          DEFAULT_TRIALS,
-                                          PER_TRIAL_BOUND,
-                                          TARGET_FALSE_ACCEPT,
-                                          lower_to_mugraph,
-                                          trials_for,
-                                          verify,
-                                          verify_many,
+    DEFAULT_TRIALS,
+    PER_TRIAL_BOUND,
+    TARGET_FALSE_ACCEPT,
+    lower_to_mugraph,
+    trials_for,
+    verify,
+    verify_many,
 )
 from mlc.specs.workloads import get_workload, list_workloads
 
