@@ -9,6 +9,8 @@
     mlc verify CANDIDATE --against MODEL   finite-field + float equivalence check
     mlc quantize MODEL --gmm --bits B --out DIR   DGMS low-bit weights, with baselines
     mlc plan serve --demand FILE --out DIR   many LLMs on heterogeneous GPUs at least cost
+    mlc partition MODEL --devices N --batch B   a DAG of pipeline stages (GraphPipe)
+    mlc train DIR --steps N [--check]   run a partition plan's pipeline on torch.distributed
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from .import_cmd import import_cmd
 from .inspect_cmd import inspect_cmd
 from .ops_cmd import ops_cmd
 from .optimize_cmd import optimize_cmd
+from .partition_cmd import partition_cmd
 from .plan_cmd import plan_group
 from .quantize_cmd import quantize_cmd
 from .run_cmd import run_cmd
+from .train_cmd import train_cmd
 from .verify_cmd import verify_cmd
 
 
@@ -53,6 +57,8 @@ cli.add_command(verify_cmd)
 cli.add_command(optimize_cmd)
 cli.add_command(quantize_cmd)
 cli.add_command(plan_group)
+cli.add_command(partition_cmd)
+cli.add_command(train_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,147 @@
+"""Cost model of pipeline stages: per-op time from FLOPs and bytes on a GPU spec (roofline with
+efficiency factors), activation and optimizer-state memory, links as latency + bytes/bandwidth.
+
+Choices (stated, not measured): mixed-precision training, so activations are 2 bytes per element
+and every parameter costs 16 bytes of device memory (fp16 weight 2 + fp16 gradient 2 + fp32
+master 4 + Adam moments 8); backward is 2x forward for ops that read a weight, 1x otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlc.compiler.ir import Graph
+from mlc.compiler.ir.analysis import node_flops
+
+STATE_BYTES_PER_PARAM = 16
+ACT_BYTES_PER_ELEMENT = 2
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One op's costs: per-sample FLOPs and activation bytes, plus batch-independent weights."""
+
+    name: str
+    flops: float  # per sample, forward
+    act_bytes: float  # per sample: bytes read + written (non-weight), at ACT_BYTES_PER_ELEMENT
+    out_bytes: float  # per sample: output bytes kept for the backward pass
+    params: int
+    weight_bytes: float  # bytes of weights read per forward (fp16)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The device and link figures the model needs (V100 defaults via `from_gpu`)."""
+
+    peak_flops: float
+    dram_bandwidth: float
+    memory_bytes: int
+    compute_efficiency: float = 0.5
+    memory_efficiency: float = 0.7
+    op_overhead: float = 5e-6  # seconds of launch overhead per op
+    link_latency: float = 10e-6
+    link_bandwidth: float = 12.5e9  # 100 Gb/s InfiniBand between nodes, the conservative case
+    node_size: int = 4  # devices per node (Summit: 4 x V100 on NVLink)
+    node_bandwidth: float = 150e9  # NVLink, per direction, inside a node
+
+    @classmethod
+    def from_gpu(cls, gpu, memory_bytes: int | None = None) -> Machine:
+        return cls(peak_flops=gpu.fp16_flops, dram_bandwidth=gpu.dram_bandwidth,
+                   memory_bytes=memory_bytes or gpu.memory_bytes)
+
+    def link_time(self, nbytes: float) -> float:
+        return self.link_latency + nbytes / self.link_bandwidth if nbytes > 0 else 0.0
+
+    def allreduce_time(self, nbytes: float, degree: int) -> float:
+        """Ring all-reduce of `nbytes` over `degree` devices (on NVLink when they fit in one
+        node: a data-parallel group is placed on consecutive ranks)."""
+        if degree <= 1:
+            return 0.0
+        steps = 2 * (degree - 1)
+        bandwidth = self.node_bandwidth if degree <= self.node_size else self.link_bandwidth
+        return steps * self.link_latency + steps / degree * nbytes / bandwidth
+
+
+@dataclass
+class CostModel:
+    """Per-op costs of one graph on one machine; `graph_batch` is the batch the graph was built
+    with (the first dim of its first input), so per-sample figures divide by it."""
+
+    graph: Graph
+    machine: Machine
+    ops: dict[str, OpCost] = field(default_factory=dict)
+    edges: dict[tuple[str, str], float] = field(default_factory=dict)  # per-sample bytes
+
+    def __post_init__(self):
+        graph, types = self.graph, self.graph.types
+        first = next(iter(graph.inputs.values()))
+        batch = first.shape[0] if first.shape else 1
+        producer = {out: n.name for n in graph.nodes for out in n.outputs}
+        for node in graph.nodes:
+            weights = [n for n in node.inputs if n in graph.weights]
+            acts = [n for n in node.inputs if n not in graph.weights] + list(node.outputs)
+            params = sum(int(graph.weights[w].size) for w in weights)
+            elems = sum(types[n].numel for n in acts)
+            out_elems = sum(types[n].numel for n in node.outputs)
+            self.ops[node.name] = OpCost(
+                node.name, node_flops(node, types) / batch, elems * ACT_BYTES_PER_ELEMENT / batch,
+                out_elems * ACT_BYTES_PER_ELEMENT / batch, params, params * ACT_BYTES_PER_ELEMENT)
+            for value in node.inputs:
+                if value in producer:
+                    key = (producer[value], node.name)
+                    size = types[value].numel * ACT_BYTES_PER_ELEMENT / batch
+                    self.edges[key] = max(self.edges.get(key, 0.0), size)
+        self.neighbors: dict[str, list[tuple[str, float]]] = {op: [] for op in self.ops}
+        for (src, dst), size in self.edges.items():
+            self.neighbors[src].append((dst, size))
+            self.neighbors[dst].append((src, size))
+
+    def forward_time(self, op: str, samples: float) -> float:
+        cost, m = self.ops[op], self.machine
+        compute = cost.flops * samples / (m.peak_flops * m.compute_efficiency)
+        memory = (cost.act_bytes * samples + cost.weight_bytes) / (
+            m.dram_bandwidth * m.memory_efficiency)
+        return max(compute, memory) + m.op_overhead
+
+    def backward_time(self, op: str, samples: float) -> float:
+        return self.forward_time(op, samples) * (2.0 if self.ops[op].params else 1.0)
+
+    def stage_cost(self, ops, degree: int, micro_batch: int, num_micro: int) -> StageCost:
+        """Costs of `ops` as one stage on `degree` data-parallel devices (see StageCost)."""
+        members = set(ops)
+        local = micro_batch / degree
+        fwd = sum(self.forward_time(op, local) for op in members)
+        bwd = sum(self.backward_time(op, local) for op in members)
+        comm = 0.0
+        for op in members:
+            for other, size in self.neighbors[op]:
+                if other not in members:  # activation and its gradient cross the link
+                    comm += 2 * self.machine.link_time(size * local)
+        params = sum(self.ops[op].params for op in members)
+        allreduce = self.machine.allreduce_time(params * ACT_BYTES_PER_ELEMENT, degree)
+        act = sum(self.ops[op].out_bytes for op in members) * local
+        return StageCost(fwd, bwd, comm, allreduce, params * STATE_BYTES_PER_PARAM, act,
+                         micro_batch, num_micro)
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """One stage's per-micro-batch times (seconds), per-iteration all-reduce, and per-device
+    memory: static state bytes plus activation bytes per in-flight micro-batch."""
+
+    forward: float
+    backward: float
+    comm: float
+    allreduce: float
+    static_bytes: float
+    act_bytes_per_micro: float
+    micro_batch: int
+    num_micro: int
+
+    def time_per_sample(self) -> float:
+        batch = self.micro_batch * self.num_micro
+        return (self.forward + self.backward + self.comm) / self.micro_batch + (
+            self.allreduce / batch)
+
+    def memory(self, in_flight: int) -> float:
+        return self.static_bytes + in_flight * self.act_bytes_per_micro
