@@ -33,6 +33,8 @@ demo: $(STAMP)
 	$(VENV)/bin/mlc quantize examples/mlp.onnx --gmm --bits 4 --out build/demo/mlp_q4 --export-onnx
 	$(VENV)/bin/mlc run build/demo/mlp_q4 --random --seed 0
 	$(VENV)/bin/mlc plan serve --demand examples/demand.json --out build/demo/serve
+	$(VENV)/bin/mlc partition workload:multibranch_small --devices 3 --batch 8 --micro-batch 2 --out build/demo/part
+	$(VENV)/bin/mlc train build/demo/part --steps 3 --check
 
 bench: $(STAMP)
 	$(PY) bench/onnx_conformance.py --out build/bench/onnx_conformance.json
@@ -43,6 +45,8 @@ bench: $(STAMP)
 	$(PY) bench/search.py --budget 60 --out build/bench/search.json
 	$(PY) bench/quant.py --out build/bench/quant.json
 	$(PY) bench/coral.py --out build/bench/coral.json
+	$(PY) bench/partition.py --out build/bench/partition.json
+	$(PY) bench/partition_run.py --demo --steps 10 --out build/bench/partition_run.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler runtime kernels cli specs tests bench

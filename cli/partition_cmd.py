@@ -90,6 +90,7 @@ def partition_cmd(model, devices, device_memory, batch, max_stages, micro_batch,
         with atomic_directory(Path(out)) as tmp:
             save_graph(graph, tmp)
             (tmp / "sequential").mkdir()
+            save_graph(graph, tmp / "sequential")  # so `mlc train OUT/sequential` runs as is
             for name, folder in (("graph_pipeline", tmp), ("sequential_pipeline",
                                                            tmp / "sequential")):
                 planned = results[name]

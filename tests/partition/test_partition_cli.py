@@ -55,3 +55,21 @@ def test_partition_errors_are_one_line():
     result = runner.invoke(cli, ["partition", "workload:candle_uno", "--devices", "2",
                                  "--batch", "64", "--device-memory", "1GB"])
     assert "GB over" in str(result.exception) and "stage" in str(result.exception)
+
+
+def test_partitioned_plans_train_and_match_single_process_training(tmp_path):
+    """The planner's two plans run under `mlc train --check` (loss and every gradient within
+    1e-5 of single-process training), each from its own directory."""
+    import subprocess
+    import sys
+    out = tmp_path / "part"
+    result = CliRunner().invoke(cli, ["partition", "workload:multibranch_small", "--devices",
+                                      "3", "--batch", "8", "--micro-batch", "2", "--out",
+                                      str(out)])
+    assert result.exit_code == 0, result.output
+    for folder in (out, out / "sequential"):
+        run = subprocess.run([sys.executable, "-m", "mlc.cli.main", "train", str(folder),
+                              "--steps", "1", "--check"], capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, run.stderr
+        assert "check: PASS" in run.stdout
