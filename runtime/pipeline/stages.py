@@ -1,6 +1,7 @@
 """Stage sub-graphs of a plan: which values each stage receives, computes and sends.
 
-A stage's graph is `Graph.build` over its nodes with the model's types at micro-batch size: its
+A stage's graph is `Graph.build` over its nodes with the model's types at the rows one replica
+of the stage handles (the micro-batch divided by the stage's devices): its
 inputs are the model inputs it reads plus values from predecessor stages; its outputs are the
 values later stages read plus the model output. Only the weights its nodes read go with it.
 """
@@ -54,7 +55,6 @@ def transfer_values(graph: Graph, plan: PipelinePlan) -> list[tuple[str, int, in
 
 def stage_specs(graph: Graph, plan: PipelinePlan) -> list[StageSpec]:
     """One StageSpec per plan stage, with micro-batch-sized types."""
-    micro = micro_batch_graph(graph, plan.micro_batch)
     crossings = transfer_values(graph, plan)
     where = stage_of_node(plan)
     specs = []
@@ -69,6 +69,7 @@ def stage_specs(graph: Graph, plan: PipelinePlan) -> list[StageSpec]:
         outputs = list(dict.fromkeys([v for v, _ in sends] + ([loss_output] * bool(loss_output))))
         if not outputs:
             raise MlcError(f"stage {stage.id}: no later stage or the loss uses what it computes")
+        micro = micro_batch_graph(graph, replica_rows(plan, stage.id))
         inputs = {v: micro.types[v] for v in list(data_inputs) + [v for v, _ in receives]}
         weights = {v: graph.weights[v] for v in read if v in graph.weights}
         try:
@@ -81,12 +82,19 @@ def stage_specs(graph: Graph, plan: PipelinePlan) -> list[StageSpec]:
     return specs
 
 
+def replica_rows(plan: PipelinePlan, stage_id: int) -> int:
+    """Rows of a micro-batch that each replica of a (data-parallel) stage handles."""
+    return plan.micro_batch // len(plan.stages[stage_id].devices)
+
+
 def runnable_specs(graph: Graph, plan: PipelinePlan) -> list[StageSpec]:
-    """`stage_specs`, after refusing what `mlc train` cannot run: data-parallel stages."""
+    """`stage_specs`, after refusing what `mlc train` cannot run: a data-parallel stage whose
+    device count does not divide the micro-batch."""
     for stage in plan.stages:
-        if len(stage.devices) > 1:
-            raise MlcError(f"stage {stage.id} has {len(stage.devices)} devices (data parallel); "
-                           "mlc train runs one device per stage: re-plan with one device each")
+        if plan.micro_batch % len(stage.devices):
+            raise MlcError(f"stage {stage.id} has {len(stage.devices)} devices (data parallel), "
+                           f"which do not divide the micro-batch {plan.micro_batch}; re-plan "
+                           "with a micro-batch that is a multiple of every stage's devices")
     return stage_specs(graph, plan)
 
 

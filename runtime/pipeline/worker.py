@@ -6,6 +6,12 @@ receives one gradient per (value, consumer stage), sums them per value, back-pro
 stage outputs (and the loss, on the loss stage) and sends the input gradients back. Tags name
 (micro-batch, value, direction), so the order sends complete in never matters.
 
+A data-parallel stage (d devices) runs d replicas; replica r takes rows [r*b/d, (r+1)*b/d) of
+each micro-batch of b rows. Each producer replica sends each consumer replica the rows their
+slices share (gradients go back the same way); pieces are received in replica order and joined.
+Weight gradients are summed over the stage's replicas (one process group per stage) before the
+optimizer step; each replica's loss is its share of the whole-batch mean.
+
 Under torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from the environment):
     torchrun --nproc-per-node 4 -m mlc.runtime.pipeline.worker DIR --steps 10
 """
@@ -50,7 +56,11 @@ class StageRunner:
                  module: TorchGraphModule, device):
         self.spec, self.plan, self.module, self.device = spec, plan, module, device
         self.value_ids = value_ids
-        self.rank_of = {stage.id: stage.devices[0] for stage in plan.stages}
+        self.rows = {stage.id: (len(stage.devices), plan.micro_batch // len(stage.devices))
+                     for stage in plan.stages}
+        replica = plan.stages[spec.id].devices.index(dist.get_rank())
+        self.lo = replica * self.rows[spec.id][1]
+        self.hi = self.lo + self.rows[spec.id][1]
         self.pending: list = []
         self.saved: dict[int, tuple] = {}
         self.loss = 0.0
@@ -58,24 +68,45 @@ class StageRunner:
     def _tag(self, micro: int, value: str, backward: bool) -> int:
         return (micro * len(self.value_ids) + self.value_ids[value]) * 2 + int(backward)
 
-    def _buffer(self, value: str) -> torch.Tensor:
+    def _buffer(self, value: str, rows: int) -> torch.Tensor:
         t = self.spec.graph.types[value]
-        return torch.empty(t.shape, dtype=torch_dtype(t.dtype), device=self.device)
+        return torch.empty((rows,) + t.shape[1:], dtype=torch_dtype(t.dtype), device=self.device)
+
+    def _pieces(self, other: int):
+        """(rank, lo, hi) of each replica of stage `other` whose rows overlap ours: the global
+        micro-batch rows [lo, hi) we exchange with it, in replica order."""
+        count, rows = self.rows[other]
+        for j, rank in enumerate(self.plan.stages[other].devices):
+            lo, hi = max(self.lo, j * rows), min(self.hi, (j + 1) * rows)
+            if lo < hi:
+                yield rank, lo, hi
+
+    def _send(self, tensor: torch.Tensor, other: int, micro: int, value: str, backward: bool):
+        for rank, lo, hi in self._pieces(other):
+            piece = tensor[lo - self.lo:hi - self.lo].detach().contiguous()
+            self.pending.append((piece, dist.isend(piece, dst=rank,
+                                                   tag=self._tag(micro, value, backward))))
+
+    def _recv(self, other: int, micro: int, value: str, backward: bool) -> torch.Tensor:
+        pieces = []
+        for rank, lo, hi in self._pieces(other):
+            buffer = self._buffer(value, hi - lo)
+            dist.recv(buffer, src=rank, tag=self._tag(micro, value, backward))
+            pieces.append(buffer)
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
     def forward(self, micro: int, batch: dict[str, torch.Tensor]) -> None:
+        batch = {name: value[self.lo:self.hi] for name, value in batch.items()}
         inputs = {name: batch[name] for name in self.spec.data_inputs}
         received = {}
         for value, producer in self.spec.receives:
-            buffer = self._buffer(value)
-            dist.recv(buffer, src=self.rank_of[producer], tag=self._tag(micro, value, False))
+            buffer = self._recv(producer, micro, value, False)
             if self.spec.differentiable(value):
                 buffer.requires_grad_(True)
             received[value] = inputs[value] = buffer
         outputs = self.module(**inputs)
         for value, consumer in self.spec.sends:
-            tensor = outputs[value].detach().contiguous()
-            self.pending.append((tensor, dist.isend(tensor, dst=self.rank_of[consumer],
-                                                    tag=self._tag(micro, value, False))))
+            self._send(outputs[value], consumer, micro, value, False)
         loss = None
         if self.spec.loss_output:
             loss = micro_loss(outputs[self.spec.loss_output], batch, self.plan.batch)
@@ -89,8 +120,7 @@ class StageRunner:
         for value, consumer in self.spec.sends:
             if not self.spec.differentiable(value):
                 continue
-            buffer = self._buffer(value)
-            dist.recv(buffer, src=self.rank_of[consumer], tag=self._tag(micro, value, True))
+            buffer = self._recv(consumer, micro, value, True)
             summed[value] = summed[value] + buffer if value in summed else buffer
         for value, grad in summed.items():
             if outputs[value].requires_grad:
@@ -102,9 +132,8 @@ class StageRunner:
             if not self.spec.differentiable(value):
                 continue
             grad = received[value].grad
-            grad = torch.zeros_like(received[value]) if grad is None else grad.contiguous()
-            self.pending.append((grad, dist.isend(grad, dst=self.rank_of[producer],
-                                                  tag=self._tag(micro, value, True))))
+            grad = torch.zeros_like(received[value]) if grad is None else grad
+            self._send(grad, producer, micro, value, True)
 
     def run(self, order, micro_batches: list[dict[str, torch.Tensor]]) -> float:
         """Run the schedule; returns this stage's share of the loss (0 off the loss stage)."""
@@ -135,6 +164,8 @@ def run_rank(rank: int, world_size: int, config: TrainConfig) -> dict | None:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=config.timeout_s))
+    # one group per data-parallel stage, created in the same order on every rank
+    groups = {s.id: dist.new_group(list(s.devices)) for s in plan.stages if len(s.devices) > 1}
     torch.manual_seed(config.seed)
     module = TorchGraphModule(spec.graph).to(device)
     value_ids = {v: i for i, v in enumerate(sorted({v for v, _, _ in
@@ -153,6 +184,10 @@ def run_rank(rank: int, world_size: int, config: TrainConfig) -> dict | None:
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         losses.append(runner.run(stage.order, micro))
+        if len(stage.devices) > 1:  # data-parallel stage: sum the replicas' weight gradients
+            for weight in module.parameters():
+                if weight.grad is not None:
+                    dist.all_reduce(weight.grad, group=groups[stage.id])
         if step == 0 and config.check:
             grads = {name: w.grad.detach().cpu().numpy() if w.grad is not None
                      else np.zeros(tuple(w.shape))

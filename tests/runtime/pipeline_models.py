@@ -33,16 +33,20 @@ CHAIN_STAGES = [["mm0", "relu0", "mm1", "relu1"], ["mm2", "relu2", "cat", "head"
 CHAIN_EDGES = [[0, 1]]
 
 
-def write_artifact(directory, graph, op_lists, edges, micro_batch=2, order=None, **changes):
-    """graph.json + plan.json by hand, in the planner's format."""
+def write_artifact(directory, graph, op_lists, edges, micro_batch=2, order=None, degrees=None,
+                   **changes):
+    """graph.json + plan.json by hand, in the planner's format; `degrees`: devices per stage."""
     directory.mkdir(parents=True, exist_ok=True)
     save_graph(graph, directory)
     digest = hashlib.sha256(json.dumps(graph_to_json(graph), sort_keys=True).encode())
     n = BATCH // micro_batch
+    degrees = degrees or [1] * len(op_lists)
+    starts = np.cumsum([0, *degrees])
+    ranks = [list(range(starts[i], starts[i + 1])) for i in range(len(op_lists))]
     plan = {"format_version": 1, "kind": "partition-plan", "planner": "graph_pipeline",
             "model": "test", "graph_hash": digest.hexdigest(), "batch": BATCH,
-            "micro_batch": micro_batch, "num_micro_batches": n, "devices": len(op_lists),
-            "stages": [{"id": i, "ops": ops, "devices": [i], "micro_batch": micro_batch,
+            "micro_batch": micro_batch, "num_micro_batches": n, "devices": sum(degrees),
+            "stages": [{"id": i, "ops": ops, "devices": ranks[i], "micro_batch": micro_batch,
                         "in_flight": 1} for i, ops in enumerate(op_lists)],
             "edges": edges,
             "schedule": {"kind": "1f1b-dag", "order": order or {

@@ -70,10 +70,10 @@ def test_rank_errors(tmp_path):
     stages = [{"id": i, "ops": ops, "devices": [0], "micro_batch": 2}
               for i, ops in enumerate(CHAIN_STAGES)]
     assert "exactly one stage" in _error(tmp_path, CHAIN_STAGES, CHAIN_EDGES, stages=stages)
-    stages = [{"id": 0, "ops": CHAIN_STAGES[0], "devices": [0, 1], "micro_batch": 2},
-              {"id": 1, "ops": CHAIN_STAGES[1], "devices": [2], "micro_batch": 2}]
-    assert "stage 0 has 2 devices" in _error(tmp_path, CHAIN_STAGES, CHAIN_EDGES, stages=stages,
-                                             devices=3)
+    stages = [{"id": 0, "ops": CHAIN_STAGES[0], "devices": [0, 1, 2], "micro_batch": 2},
+              {"id": 1, "ops": CHAIN_STAGES[1], "devices": [3], "micro_batch": 2}]
+    assert "stage 0 has 3 devices (data parallel), which do not divide the micro-batch 2" in \
+        _error(tmp_path, CHAIN_STAGES, CHAIN_EDGES, stages=stages, devices=4)
     assert "says 5 devices" in _error(tmp_path, CHAIN_STAGES, CHAIN_EDGES, devices=5)
 
 
@@ -111,3 +111,13 @@ def test_bad_training_data(tmp_path, arrays, message):
     with pytest.raises(MlcError) as info:
         load_data(branchy_graph(), 8, str(tmp_path / "data.npz"), seed=0)
     assert message in str(info.value)
+
+
+def test_data_parallel_stage_graphs_use_replica_rows(tmp_path):
+    directory = write_artifact(tmp_path, branchy_graph(), DAG_STAGES, DAG_EDGES, micro_batch=4,
+                               degrees=[1, 1, 1, 2])
+    graph, plan = load_plan(directory)
+    assert plan.world_size == 5 and plan.stages[3].devices == (3, 4)
+    specs = check_runnable(str(directory)) and stage_specs(graph, plan)
+    assert specs[0].graph.types["relu0"].shape == (4, WIDTH)
+    assert specs[3].graph.types["relu0"].shape == (2, WIDTH)  # half a micro-batch per replica

@@ -89,6 +89,35 @@ def test_chain_plan_cross_entropy_adam(tmp_path):
     assert "check: PASS" in output and "2 stages on 2 processes" in output
 
 
+@pytest.mark.slow
+def test_dag_plan_with_data_parallel_head_five_processes(tmp_path):
+    graph = branchy_graph()
+    directory = write_artifact(tmp_path / "dp", graph, DAG_STAGES, DAG_EDGES, micro_batch=4,
+                               degrees=[1, 1, 1, 2])
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((BATCH, 16)).astype(np.float32)
+    targets = rng.standard_normal((BATCH, 4)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, targets=targets)
+    code, output = _train(directory, "--steps", 2, "--lr", 0.1, "--data", tmp_path / "data.npz",
+                          "--check", "--json")
+    assert code == 0, output
+    report = json.loads(output[output.index("{"):])
+    assert report["processes"] == 5 and report["check"]["ok"], report["check"]
+    assert set(report["check"]["grad_rel_errors"]) == {"w0", "w1", "w2", "w_head"}
+    expected = _single_process_losses(graph, x, targets, steps=2, lr=0.1)
+    np.testing.assert_allclose(report["losses"], expected, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("degrees", [[2, 1], [1, 2]])
+def test_chain_plan_with_data_parallel_stage(tmp_path, degrees):
+    directory = write_artifact(tmp_path / "chain", branchy_graph(), CHAIN_STAGES, CHAIN_EDGES,
+                               micro_batch=4, degrees=degrees)
+    code, output = _train(directory, "--steps", 2, "--check")
+    assert code == 0, output
+    assert "check: PASS" in output and "2 stages on 3 processes" in output
+
+
 def _children() -> list[int]:
     """Pids of live processes whose parent is this test process (multiprocessing's one shared
     resource tracker, which lives as long as this process, aside)."""
