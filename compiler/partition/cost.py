@@ -145,3 +145,83 @@ class StageCost:
 
     def memory(self, in_flight: int) -> float:
         return self.static_bytes + in_flight * self.act_bytes_per_micro
+
+
+class GroupCosts:
+    """`CostModel.stage_cost` for a stage given as a group of SP nodes, from per-node sums
+    cached across calls: the planner's fast path (it asks about the same nodes many times).
+
+    Ensures: the same StageCost as `stage_cost` on the group's ops, up to float rounding.
+    Nodes need `.ops`; a group's nodes must be disjoint.
+    """
+
+    def __init__(self, model: CostModel):
+        self.model = model
+        self._time: dict = {}  # (id(node), local samples) -> (forward, backward)
+        self._static: dict = {}  # id(node) -> (params, output bytes per sample)
+        self._outside: dict = {}  # id(node) -> [(neighbor op, per-sample bytes)] leaving it
+        self._members: dict = {}  # id(node) -> set of ops
+        self._prefixes: dict = {}  # (id(node), t) -> node; kept alive so ids stay unique
+
+    def prefix(self, node, t: int):
+        """The series node of `node`'s children ..t-1 (the child itself when t == 1), made once
+        so the planner's id-keyed caches see one object."""
+        key = (id(node), t)
+        if key not in self._prefixes:
+            kept = node.children[:t]
+            self._prefixes[key] = kept[0] if t == 1 else type(node)(
+                "series", tuple(op for child in kept for op in child.ops), kept)
+        return self._prefixes[key]
+
+    def _ops(self, node) -> set:
+        members = self._members.get(id(node))
+        if members is None:
+            members = self._members[id(node)] = set(node.ops)
+        return members
+
+    def times(self, node, local: float) -> tuple[float, float]:
+        key = (id(node), local)
+        times = self._time.get(key)
+        if times is None:
+            model = self.model
+            times = self._time[key] = (sum(model.forward_time(op, local) for op in node.ops),
+                                       sum(model.backward_time(op, local) for op in node.ops))
+        return times
+
+    def _boundary(self, node) -> list[tuple[str, float]]:
+        """Edges (neighbor op, per-sample bytes) from `node`'s ops to ops outside it."""
+        edges = self._outside.get(id(node))
+        if edges is None:
+            inside = self._ops(node)
+            edges = self._outside[id(node)] = [
+                (neighbor, nbytes) for op in node.ops
+                for neighbor, nbytes in self.model.neighbors[op]
+                if nbytes > 0 and neighbor not in inside]
+        return edges
+
+    def stage_cost(self, nodes, degree: int, micro_batch: int, num_micro: int) -> StageCost:
+        model, machine = self.model, self.model.machine
+        local = micro_batch / degree
+        fwd = bwd = params = out_bytes = size = 0.0
+        count = 0
+        for node in nodes:
+            f, b = self.times(node, local)
+            fwd, bwd = fwd + f, bwd + b
+            static = self._static.get(id(node))
+            if static is None:
+                static = self._static[id(node)] = (
+                    sum(model.ops[op].params for op in node.ops),
+                    sum(model.ops[op].out_bytes for op in node.ops))
+            params, out_bytes = params + static[0], out_bytes + static[1]
+            edges = self._boundary(node)
+            count, size = count + len(edges), size + sum(nbytes for _, nbytes in edges)
+        if len(nodes) > 1:  # edges between the group's nodes stay inside the stage
+            inside = set().union(*(self._ops(node) for node in nodes))
+            for node in nodes:
+                for neighbor, nbytes in self._boundary(node):
+                    if neighbor in inside:
+                        count, size = count - 1, size - nbytes
+        comm = 2 * (count * machine.link_latency + size * local / machine.link_bandwidth)
+        allreduce = machine.allreduce_time(params * ACT_BYTES_PER_ELEMENT, degree)
+        return StageCost(fwd, bwd, comm, allreduce, params * STATE_BYTES_PER_PARAM,
+                         out_bytes * local, micro_batch, num_micro)

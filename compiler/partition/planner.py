@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 
 from mlc.compiler.errors import MlcError
 
-from .cost import CostModel
+from .cost import CostModel, GroupCosts
 from .sp import SPNode, coarsen, units
 
 INFEASIBLE = None
+TOO_BIG = "too big"
 
 
 @dataclass
@@ -46,28 +47,71 @@ class _Probe:
     """One DP run for a fixed micro-batch b and target time per sample T."""
 
     def __init__(self, model: CostModel, devices: int, b: int, batch: int, target: float,
-                 costs: dict | None = None):
+                 costs: dict | None = None, groups: GroupCosts | None = None,
+                 known: dict | None = None):
         self.model, self.devices, self.b, self.target = model, devices, b, target
         self.num_micro = batch // b
         self.limit = model.machine.memory_bytes
         self.degrees = [p for p in (2**i for i in range(12)) if p <= devices and b % p == 0]
         self.memo: dict = {}
+        self.known: dict = {} if known is None else known  # answers of earlier probes, by key
         self.costs: dict = {} if costs is None else costs  # shared by probes of one b
+        self.groups = groups or GroupCosts(model)  # shared by every probe
 
-    def cost(self, key, ops, degree: int) -> tuple[float, float, float]:
-        """(time per sample, static bytes, activation bytes per micro-batch), cached."""
+    def cost(self, key, nodes, degree: int) -> tuple[float, float, float]:
+        """(time per sample, static bytes, activation bytes per micro-batch) of the SP nodes
+        `nodes` (or a callable giving them) as one stage, cached."""
         cost = self.costs.get((key, degree))
         if cost is None:
-            ops = ops() if callable(ops) else ops
-            full = self.model.stage_cost(ops, degree, self.b, self.num_micro)
+            nodes = nodes() if callable(nodes) else nodes
+            full = self.groups.stage_cost(nodes, degree, self.b, self.num_micro)
             cost = self.costs[(key, degree)] = (full.time_per_sample(), full.static_bytes,
                                                 full.act_bytes_per_micro)
         return cost
 
-    def stage(self, key, ops, degree: int, in_flight: int) -> bool:
-        """Is `ops` on `degree` devices a valid stage (meets T, fits memory)?"""
-        tps, static, act = self.cost(key, ops, degree)
-        return tps <= self.target and static + in_flight * act <= self.limit
+    def work(self, node: SPNode, start: int, end: int) -> float:
+        """One-device seconds per sample of children start..end-1 of `node` at micro-batch b:
+        they need at least work / T devices (see `lower_bound_tps`)."""
+        prefix = self.costs.get(("prefix", id(node)))
+        if prefix is None:
+            prefix = [0.0]
+            for child in node.children:
+                fwd, bwd = self.groups.times(child, self.b)
+                prefix.append(prefix[-1] + (fwd + bwd) / self.b)
+            self.costs[("prefix", id(node))] = prefix
+        return prefix[end] - prefix[start]
+
+    def too_much_work(self, node: SPNode, start: int, end: int, devices: int) -> bool:
+        return self.work(node, start, end) > devices * self.target
+
+    def candidate(self, key, ops, degree: int):
+        """The cost of `ops` on `degree` devices if it meets T and holds one micro-batch, else
+        None: checked before solving what follows the stage, which it may spare."""
+        cost = self.cost(key, ops, degree)
+        return cost if cost[0] <= self.target and cost[1] + cost[2] <= self.limit else None
+
+    def fits(self, cost, in_flight: int) -> bool:
+        return cost[1] + in_flight * cost[2] <= self.limit
+
+    def recall(self, key):
+        """(True, answer) when this or an earlier probe (same micro-batch) settles `key`.
+
+        Monotone in T: infeasible at T0 >= T stays infeasible; an optimum found at T0 whose
+        stages all meet T is still optimal at T <= T0 (the options only shrink)."""
+        if key in self.memo:
+            return True, self.memo[key]
+        earlier = self.known.get(key)
+        if earlier is not None:
+            target, answer = earlier
+            if self.target <= target and (answer is INFEASIBLE or answer[3] <= self.target):
+                self.memo[key] = answer
+                return True, answer
+        return False, None
+
+    def remember(self, key, answer):
+        self.memo[key] = answer
+        self.known[key] = (self.target, answer)
+        return answer
 
     def too_big(self, key, ops, d: int) -> bool:
         """No degree <= d makes `ops` meet the target or hold its own state: larger ranges
@@ -80,86 +124,122 @@ class _Probe:
         return bound[0] > self.target or bound[1] > self.limit
 
     def solve(self, node: SPNode, d: int, k_after: int):
-        """Best (in_flight, stages, [Stage...]) for `node` on exactly `d` devices, or None."""
-        key = (id(node), d, k_after)
-        if key not in self.memo:
-            if node.kind in ("unit", "leaf"):
-                self.memo[key] = self._base(node, node.ops, d, k_after)
-            elif node.kind == "series":
-                self.memo[key] = self._series(node, 0, d, k_after)
-            else:
-                self.memo[key] = self._parallel(node, 0, d, k_after)
-        return self.memo[key]
+        """Best (in_flight, stages, choice, max stage time per sample) for `node` on exactly
+        `d` devices, or None."""
+        if node.kind in ("unit", "leaf"):
+            return self._base(id(node), (node,), d, k_after)
+        if node.kind == "series":
+            return self._series(node, 0, d, k_after)
+        return self._parallel(node, 0, d, k_after)
 
     def _base(self, key, ops, d: int, k_after: int):
-        if d not in self.degrees or not self.stage(key, ops, d, k_after + 1):
+        cost = self.candidate(key, ops, d) if d in self.degrees else None
+        if cost is None or not self.fits(cost, k_after + 1):
             return INFEASIBLE
-        return (k_after + 1, 1, ("stage", ops, d))
+        return (k_after + 1, 1, ("stage", ops, d), cost[0])
 
     def _series(self, node: SPNode, j: int, d: int, k_after: int):
         """Children j.. of a series node on exactly d devices."""
         key = (id(node), "s", j, d, k_after)
-        if key in self.memo:
-            return self.memo[key]
+        settled, answer = self.recall(key)
+        if settled:
+            return answer
         children, best = node.children, INFEASIBLE
-        for end in range(j + 1, len(children) + 1):  # children j..end-1 as one stage
+        count = len(children)
+        if self.too_much_work(node, j, count, d):
+            return self.remember(key, INFEASIBLE)
+        for end in range(j + 1, count + 1):  # children j..end-1 as one stage
             def ops(j=j, end=end):
-                return [op for c in children[j:end] for op in c.ops]
+                return children[j:end]
+            if end < count and self.too_much_work(node, end, count, d - 1):
+                continue
             if self.too_big((id(node), j, end), ops, d):
                 break
             for p in self.degrees:
-                if p > d or (end == len(children)) != (p == d):
+                if p > d or (end == count) != (p == d) or (
+                        end < count and self.too_much_work(node, end, count, d - p)):
                     continue
-                rest = (k_after, 0, None) if end == len(children) else (
+                cost = self.candidate((id(node), j, end), ops, p)
+                if cost is None:
+                    continue
+                rest = (k_after, 0, None, 0.0) if end == len(children) else (
                     self._series(node, end, d - p, k_after))
-                if rest is INFEASIBLE:
-                    continue
-                if self.stage((id(node), j, end), ops, p, rest[0] + 1):
-                    best = _better(best, (rest[0] + 1, rest[1] + 1,
-                                          ("then", ("stage", ops, p), rest[2])))
+                if rest is not INFEASIBLE and self.fits(cost, rest[0] + 1):
+                    choice = ("then", ("stage", ops, p), rest[2])
+                    best = _better(best, (rest[0] + 1, rest[1] + 1, choice, max(cost[0], rest[3])))
         if children[j].kind not in ("unit", "leaf"):  # recurse into child j
             last = j == len(children) - 1
             for dj in [d] if last else range(1, d):
-                rest = (k_after, 0, None) if last else self._series(node, j + 1, d - dj, k_after)
+                if not last and self.too_much_work(node, j + 1, count, d - dj):
+                    break
+                rest = (k_after, 0, None, 0.0) if last else self._series(
+                    node, j + 1, d - dj, k_after)
                 if rest is INFEASIBLE:
                     continue
                 head = self.solve(children[j], dj, rest[0])
                 if head is not INFEASIBLE:
-                    best = _better(best, (head[0], head[1] + rest[1], ("then", head[2], rest[2])))
+                    best = _better(best, (head[0], head[1] + rest[1], ("then", head[2], rest[2]),
+                                          max(head[3], rest[3])))
         if children[j].kind == "parallel" and j + 1 < len(children):
             best = _better(best, self._absorb(node, j, d, k_after))
-        self.memo[key] = best
-        return best
+        return self.remember(key, best)
 
     def _absorb(self, node: SPNode, j: int, d: int, k_after: int):
-        """Branches i0.. of the parallel child j join one stage with children j+1..end-1
-        (GraphPipe's shared sink stage); branches ..i0-1 are planned on their own."""
+        """The parallel child j's sink stage (GraphPipe's join): children j+1..end-1 share one
+        stage with branches i0+1.. and with branch i0 from its child t on (all of it when
+        t = 0). Branch i0's children ..t-1 and branches ..i0-1 are planned on their own.
+        Absorbing only a branch's tail lets a small join ride on a branch's last stage instead
+        of taking a device of its own."""
         children, best = node.children, INFEASIBLE
         branches = children[j].children
         if d < 2:
             return INFEASIBLE
-        for i0 in range(1, len(branches)):
-            for end in range(j + 2, len(children) + 1):
-                def ops(i0=i0, end=end):
-                    return ([op for c in branches[i0:] for op in c.ops]
-                            + [op for c in children[j + 1:end] for op in c.ops])
-                key = (id(node), "a", j, i0, end)
-                if self.too_big(key, ops, d - 1):
+        for i0 in range(len(branches)):
+            branch = branches[i0]
+            tails = range(len(branch.children) - 1, 0, -1) if branch.kind == "series" else []
+            for t in list(tails) + ([0] if i0 else []):  # smallest join stage first
+                grew = self._absorb_at(node, j, i0, t, d, k_after)
+                if grew is TOO_BIG:  # a longer tail is bigger still
                     break
-                for p in self.degrees:
-                    for d_rest in [0] if end == len(children) else range(1, d - p):
-                        d_par = d - p - d_rest
-                        if d_par < 1:
+                best = _better(best, grew)
+        return best
+
+    def _absorb_at(self, node: SPNode, j: int, i0: int, t: int, d: int, k_after: int):
+        """One (i0, t) of `_absorb`; TOO_BIG when even the smallest join stage is."""
+        children, best = node.children, INFEASIBLE
+        branches = children[j].children
+        head = self.groups.prefix(branches[i0], t) if t else None
+        tail = branches[i0].children[t:] if t else (branches[i0],)
+        for end in range(j + 2, len(children) + 1):
+            def ops(i0=i0, end=end):
+                return tail + branches[i0 + 1:] + children[j + 1:end]
+            key = (id(node), "a", j, i0, t, end)
+            if self.too_big(key, ops, d - 1):
+                return TOO_BIG if end == j + 2 else best
+            for p in self.degrees:
+                cost = self.candidate(key, ops, p) if p < d else None
+                if cost is None:
+                    continue
+                for d_rest in [0] if end == len(children) else range(1, d - p):
+                    rest = (k_after, 0, None, 0.0) if end == len(children) else (
+                        self._series(node, end, d_rest, k_after))
+                    if rest is INFEASIBLE or not self.fits(cost, rest[0] + 1):
+                        continue
+                    k_join, left = rest[0] + 1, d - p - d_rest
+                    for d_head in range(1, left + 1) if t else [0]:
+                        d_par = left - d_head
+                        if (d_par < 1) == (i0 > 0):
                             continue
-                        rest = (k_after, 0, None) if end == len(children) else self._series(
-                            node, end, d_rest, k_after)
-                        if rest is INFEASIBLE or not self.stage(key, ops, p, rest[0] + 1):
+                        par = self._parallel(children[j], 0, d_par, k_join, i0) if i0 else (
+                            0, 0, None, 0.0)
+                        pre = self.solve(head, d_head, k_join) if t else (0, 0, None, 0.0)
+                        if par is INFEASIBLE or pre is INFEASIBLE:
                             continue
-                        par = self._parallel(children[j], 0, d_par, rest[0] + 1, i0)
-                        if par is not INFEASIBLE:
-                            best = _better(best, (max(par[0], rest[0] + 1), par[1] + 1 + rest[1],
-                                                  ("then", par[2], ("then", ("stage", ops, p),
-                                                                    rest[2]))))
+                        choice = ("then", par[2], ("then", pre[2], ("then", ("stage", ops, p),
+                                                                        rest[2])))
+                        best = _better(best, (max(par[0], pre[0], k_join),
+                                              par[1] + pre[1] + 1 + rest[1], choice,
+                                              max(par[3], pre[3], cost[0], rest[3])))
         return best
 
     def _parallel(self, node: SPNode, i: int, d: int, k_after: int, stop: int | None = None):
@@ -167,36 +247,45 @@ class _Probe:
         stages."""
         stop = len(node.children) if stop is None else stop
         key = (id(node), "p", i, d, k_after, stop)
-        if key in self.memo:
-            return self.memo[key]
+        settled, answer = self.recall(key)
+        if settled:
+            return answer
         children, best = node.children, INFEASIBLE
         remaining = stop - i
+        if self.too_much_work(node, i, stop, d):
+            return self.remember(key, INFEASIBLE)
         for end in range(i + 1, stop + 1):  # branches i..end-1 grouped as one stage
             def ops(i=i, end=end):
-                return [op for c in children[i:end] for op in c.ops]
+                return children[i:end]
             if self.too_big((id(node), "g", i, end), ops, d):
                 break
             for p in self.degrees:
-                if p > d or (end == stop) != (p == d):
+                if p > d or (end == stop) != (p == d) or (
+                        end < stop and self.too_much_work(node, end, stop, d - p)):
                     continue
-                rest = (0, 0, None) if end == stop else self._parallel(
+                cost = self.candidate((id(node), "g", i, end), ops, p)
+                if cost is None or not self.fits(cost, k_after + 1):
+                    continue
+                rest = (0, 0, None, 0.0) if end == stop else self._parallel(
                     node, end, d - p, k_after, stop)
-                if rest is not INFEASIBLE and self.stage((id(node), "g", i, end), ops, p,
-                                                         k_after + 1):
-                    best = _better(best, (max(rest[0], k_after + 1), rest[1] + 1,
-                                          ("then", ("stage", ops, p), rest[2])))
+                if rest is not INFEASIBLE:
+                    choice = ("then", ("stage", ops, p), rest[2])
+                    best = _better(best, (max(rest[0], k_after + 1), rest[1] + 1, choice,
+                                          max(cost[0], rest[3])))
         if children[i].kind not in ("unit", "leaf"):  # recurse into branch i
             last = remaining == 1
             for di in [d] if last else range(1, d):
-                rest = (0, 0, None) if last else self._parallel(node, i + 1, d - di, k_after, stop)
+                if not last and self.too_much_work(node, i + 1, stop, d - di):
+                    break
+                rest = (0, 0, None, 0.0) if last else self._parallel(
+                    node, i + 1, d - di, k_after, stop)
                 if rest is INFEASIBLE:
                     continue
                 head = self.solve(children[i], di, k_after)
                 if head is not INFEASIBLE:
                     best = _better(best, (max(head[0], rest[0]), head[1] + rest[1],
-                                          ("then", head[2], rest[2])))
-        self.memo[key] = best
-        return best
+                                          ("then", head[2], rest[2]), max(head[3], rest[3])))
+        return self.remember(key, best)
 
 
 def _stages(choice) -> list[Stage]:
@@ -204,8 +293,8 @@ def _stages(choice) -> list[Stage]:
     if choice is None:
         return []
     if choice[0] == "stage":
-        ops = choice[1]() if callable(choice[1]) else choice[1]
-        return [Stage(tuple(ops), choice[2])]
+        nodes = choice[1]() if callable(choice[1]) else choice[1]
+        return [Stage(tuple(op for node in nodes for op in node.ops), choice[2])]
     return _stages(choice[1]) + _stages(choice[2])
 
 
@@ -231,31 +320,54 @@ def _max_tps(model: CostModel, stages: list[Stage], b: int, batch: int) -> float
                for s in stages)
 
 
+def lower_bound_tps(model: CostModel, ops, devices: int, b: int) -> float:
+    """A time per sample no plan of `ops` on `devices` devices can beat at micro-batch b.
+
+    A stage on p devices costs p * t(b/p) >= t(b) device-seconds per micro-batch (fixed costs
+    repeat on every replica), so the stages' device-seconds per sample sum to at least the
+    ops' one-device work W, and the bottleneck stage takes at least W / devices."""
+    work = sum(model.forward_time(op, b) + model.backward_time(op, b) for op in ops)
+    return work / b / devices
+
+
 def _search(model: CostModel, tree: SPNode, devices: int, b: int, batch: int,
-            max_stages: int | None, steps: int = 10):
-    """Binary search (geometric) on T for one micro-batch size; the best stages or None."""
-    costs: dict = {}
+            max_stages: int | None, steps: int = 12, groups: GroupCosts | None = None
+            ) -> list[Stage] | None:
+    """The plan at the smallest feasible target T (to 2%) for one micro-batch size, or None
+    when nothing fits.
+
+    Grows T geometrically from a lower bound until a probe succeeds, then bisects: probes with
+    a tight T prune most ranges, where an unbounded first probe would visit them all."""
+    costs: dict = {}  # keyed by node ids: `groups` keeps every node they name alive
+    known: dict = {}
+    groups = groups or GroupCosts(model)
 
     def probe(target: float):
-        result = _Probe(model, devices, b, batch, target, costs).solve(tree, devices, 0)
+        result = _Probe(model, devices, b, batch, target, costs, groups, known).solve(
+            tree, devices, 0)
         if result is INFEASIBLE or (max_stages and result[1] > max_stages):
             return None
         return _stages(result[2])
 
-    best = probe(math.inf)
-    if best is None:
-        return None
+    lo = bound = lower_bound_tps(model, tree.ops, devices, b) * 0.999
+    target, best = lo, None
+    while best is None:
+        target *= 1.5
+        if target > bound * 1e4:  # nothing fits memory, whatever the target
+            return probe(math.inf)
+        best = probe(target)
+        if best is None:
+            lo = target
     hi = _max_tps(model, best, b, batch)
-    lo = hi / 1e3  # a sure lower bound would need per-sample costs at every micro-batch
     for _ in range(steps):
+        if hi / lo < 1.02:
+            break
         mid = math.sqrt(lo * hi)
         stages = probe(mid)
         if stages is None:
             lo = mid
         else:
             best, hi = stages, _max_tps(model, stages, b, batch)
-        if hi / lo < 1.02:
-            break
     return best
 
 
@@ -271,14 +383,14 @@ def plan(model: CostModel, tree: SPNode, devices: int, batch: int, planner: str,
     start = time.perf_counter()
     sizes = [micro_batch] if micro_batch else micro_batch_sizes(batch, devices)
     best, best_score = None, -math.inf
+    groups = GroupCosts(model)
     for b in sizes:
-        stages = _search(model, tree, devices, b, batch, max_stages)
-        if stages is None:
-            continue
-        result = PlanResult(planner, stages, b, batch, _max_tps(model, stages, b, batch))
-        score = evaluate(result) if evaluate else 1.0 / result.target_tps
-        if score > best_score:
-            best, best_score = result, score
+        stages = _search(model, tree, devices, b, batch, max_stages, groups=groups)
+        if stages is not None:
+            result = PlanResult(planner, stages, b, batch, _max_tps(model, stages, b, batch))
+            score = evaluate(result) if evaluate else 1.0 / result.target_tps
+            if score > best_score:
+                best, best_score = result, score
     if best is None:
         from .diagnose import memory_error
 

@@ -92,7 +92,7 @@ def _in_flight_any_order(n, edges):
     return [depth(s) for s in range(n)]
 
 
-@pytest.mark.parametrize("devices", [2, 3])
+@pytest.mark.parametrize("devices", [2, 3, 4, 5])
 def test_dp_matches_brute_force(devices):
     graph = _two_branch_graph()
     model = CostModel(graph, V100)
