@@ -46,7 +46,8 @@ bench: $(STAMP)
 	$(PY) bench/quant.py --out build/bench/quant.json
 	$(PY) bench/coral.py --out build/bench/coral.json
 	$(PY) bench/partition.py --out build/bench/partition.json
-	$(PY) bench/partition_run.py --demo --steps 10 --out build/bench/partition_run.json
+	$(VENV)/bin/mlc partition workload:multibranch_small --devices 4 --batch 8 --micro-batch 2 --out build/bench/multibranch4
+	$(PY) bench/partition_run.py build/bench/multibranch4 build/bench/multibranch4/sequential --steps 20 --out build/bench/partition_run.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler runtime kernels cli specs tests bench
