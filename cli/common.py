@@ -10,11 +10,12 @@ import click
 from mlc.compiler.errors import MlcError
 
 
-def handle_errors(app) -> None:
-    """Run the click app; user errors print one line and exit 1 (traceback only with --debug)."""
-    debug = "--debug" in sys.argv[1:]
+def handle_errors(app, args: list[str] | None = None) -> None:
+    """Run the click app on `args` (default: sys.argv); user errors print one line and exit 1
+    (traceback only with --debug)."""
+    debug = "--debug" in (sys.argv[1:] if args is None else args)
     try:
-        app.main(standalone_mode=False)
+        app.main(args=args, prog_name="mlc", standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as err:

@@ -45,7 +45,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
       mlc inspect model.onnx --shape input_ids=2x16
     """
     ctx.obj = {"debug": debug}
-    logging.basicConfig(format="mlc: %(message)s", level=logging.WARNING, stream=sys.stderr)
+    logging.basicConfig(format="mlc: %(message)s", level=logging.WARNING, stream=sys.stderr,
+                        force=True)
 
 
 cli.add_command(inspect_cmd)

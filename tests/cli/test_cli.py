@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
+from mlc.cli.testing import run_cli
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mlp.onnx"
 
 
 def mlc(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mlc.cli.main", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd)
+    return run_cli(*args, cwd=cwd)
 
 
 def test_import_then_run_matches_onnxruntime(tmp_path):

@@ -5,14 +5,13 @@ input is a one-line error that writes nothing."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
+from mlc.cli.testing import run_cli
 from mlc.compiler.frontends import load_model
 from mlc.compiler.ir.serialize import load_graph
 from mlc.compiler.quant.codebook import unpack_indices
@@ -21,8 +20,7 @@ MLP = Path(__file__).resolve().parents[2] / "examples" / "mlp.onnx"
 
 
 def mlc(*args):
-    return subprocess.run([sys.executable, "-m", "mlc.cli.main", *map(str, args)],
-                          capture_output=True, text=True)
+    return run_cli(*args)
 
 
 def run_outputs(model, x, tmp_path, name):

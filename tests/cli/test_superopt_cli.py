@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlc.cli.testing import run_cli
 from mlc.compiler.ir import interpret
 from mlc.specs.workloads import get_workload
 
@@ -19,6 +20,11 @@ WRONG = Path(__file__).resolve().parents[2] / "specs" / "mugraphs" / "wrong"
 
 
 def mlc(*args):
+    return run_cli(*args)
+
+
+def mlc_process(*args):
+    """A fresh process: running Triton kernels needs TRITON_INTERPRET set before triton loads."""
     return subprocess.run([sys.executable, "-m", "mlc.cli.main", *map(str, args)],
                           capture_output=True, text=True)
 
@@ -39,7 +45,8 @@ def test_compile_then_run_matches_the_workload(tmp_path):
     feeds = {n: rng.standard_normal(t.shape).astype(np.float32)
              for n, t in workload.inputs.items()}
     np.savez(tmp_path / "in.npz", **feeds)
-    result = mlc("run", out, "--inputs", tmp_path / "in.npz", "--output", tmp_path / "o.npz")
+    result = mlc_process("run", out, "--inputs", tmp_path / "in.npz", "--output",
+                         tmp_path / "o.npz")
     assert result.returncode == 0, result.stderr
     (got,) = np.load(tmp_path / "o.npz").values()
     (want,) = interpret(workload, feeds, float64=True).values()

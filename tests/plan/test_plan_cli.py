@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from mlc.cli.testing import run_cli
+
 SCHEMAS = Path(__file__).resolve().parents[2] / "specs" / "schemas"
 
 
 def mlc(*args):
-    return subprocess.run([sys.executable, "-m", "mlc.cli.main", *map(str, args)],
-                          capture_output=True, text=True)
+    return run_cli(*args)
 
 
 DEMAND = {"qwen2.5-7b": {"requests_per_s": 12, "prompt_tokens": 512, "output_tokens": 128},
