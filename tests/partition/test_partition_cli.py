@@ -7,6 +7,7 @@ import json
 from click.testing import CliRunner
 
 from mlc.cli.main import cli
+from mlc.cli.testing import run_cli
 from mlc.compiler.ir.serialize import load_graph
 from mlc.compiler.partition.plan_io import check_plan, graph_hash
 
@@ -60,16 +61,12 @@ def test_partition_errors_are_one_line():
 def test_partitioned_plans_train_and_match_single_process_training(tmp_path):
     """The planner's two plans run under `mlc train --check` (loss and every gradient within
     1e-5 of single-process training), each from its own directory."""
-    import subprocess
-    import sys
     out = tmp_path / "part"
     result = CliRunner().invoke(cli, ["partition", "workload:multibranch_small", "--devices",
                                       "3", "--batch", "8", "--micro-batch", "2", "--out",
                                       str(out)])
     assert result.exit_code == 0, result.output
     for folder in (out, out / "sequential"):
-        run = subprocess.run([sys.executable, "-m", "mlc.cli.main", "train", str(folder),
-                              "--steps", "1", "--check"], capture_output=True, text=True,
-                             timeout=300)
+        run = run_cli("train", folder, "--steps", 1, "--check")
         assert run.returncode == 0, run.stderr
         assert "check: PASS" in run.stdout
