@@ -27,7 +27,8 @@ def test_model_configs_match_reference_numbers():
     assert (llama.layers, llama.hidden, llama.kv_heads, llama.vocab) == (32, 4096, 8, 128256)
     assert llama.kv_bytes_per_token == 2 * 32 * 8 * 128 * 2
     assert load_model_config("qwen2.5-72b").params == 72_700_000_000
-    assert len(list_models()) == 7
+    assert set(list_models()) >= {"llama-3.1-8b", "llama-3.1-70b", "qwen2.5-7b", "qwen2.5-14b",
+                                  "qwen2.5-32b", "qwen2.5-72b", "mistral-7b"}
     with pytest.raises(MlcError, match="known models: llama-3.1-70b"):
         load_model_config("llama-9b")
 

@@ -9,10 +9,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from .catalog import GpuType, with_availability
 from .stage1 import Candidate, Stage1Result
-from .stage2 import Allocation, solve, solve_max_goodput, solve_min_cost
+from .stage2 import Allocation, allocation, solve, solve_max_goodput, solve_min_cost
 
 
 def best_single_type(result: Stage1Result, demand: float, catalog: dict[str, GpuType]) -> str:
@@ -59,14 +60,6 @@ def per_model_baseline(results: dict[str, Stage1Result], demand: dict[str, float
             for gpu, k in column.gpu_counts.items():
                 remaining[gpu] -= k * n
     weights = dict(weights or demand)
-    capacity = {m: 0.0 for m in demand}
-    for column, n in counts:
-        capacity[column.model] += n * column.perf.throughput
-    served = {m: min(demand[m], capacity[m]) for m in demand}
-    total = sum(weights.values())
-    goodput = sum(weights[m] * served[m] / demand[m] for m in demand if demand[m] > 0) / total \
-        if total > 0 else 1.0
-    cost = sum(c.cost(catalog) * n for c, n in counts)
-    mode = "cost" if goodput >= 1 - 1e-9 else "goodput"
-    return Allocation(counts, cost, served, min(1.0, goodput), mode,
-                      time.perf_counter() - start, True)
+    result = allocation(counts, demand, weights, catalog, "cost", time.perf_counter() - start,
+                        True)
+    return result if result.goodput >= 1 - 1e-9 else replace(result, mode="goodput")

@@ -55,27 +55,28 @@ def simulate_model(replicas: list[tuple[float, int]], demand: float, ttft_slo_s:
         if arrived >= warmup:
             waits.append(now - arrived)
 
-    for arrived in arrivals:
-        while events and events[0][0] <= arrived:
+    def finish_until(limit: float) -> int:
+        """Complete every request finishing by `limit`, starting queued ones; returns how many
+        completed after the warm-up."""
+        done = 0
+        while events and events[0][0] <= limit:
             now, replica = heapq.heappop(events)
             busy[replica] -= 1
-            completed += now >= warmup
+            done += now >= warmup
             if heads[replica] < len(queues[replica]):
                 start(replica, queues[replica][heads[replica]], now)
                 heads[replica] += 1
+        return done
+
+    for arrived in arrivals:
+        completed += finish_until(arrived)
         load = [(busy[r] + len(queues[r]) - heads[r]) / slots[r] for r in range(len(replicas))]
         target = int(np.argmin(load))
         if busy[target] < slots[target]:
             start(target, arrived, arrived)
         else:
             queues[target].append(arrived)
-    while events and events[0][0] <= duration:
-        now, replica = heapq.heappop(events)
-        busy[replica] -= 1
-        completed += now >= warmup
-        if heads[replica] < len(queues[replica]):
-            start(replica, queues[replica][heads[replica]], now)
-            heads[replica] += 1
+    completed += finish_until(duration)
     window = duration - warmup
     waits_array = np.array(waits) if waits else np.zeros(1)
     queued = sum(len(q) - h for q, h in zip(queues, heads))

@@ -63,6 +63,12 @@ def _matrices(columns, models, catalog):
 
 def _result(columns, x, demand, weights, catalog, mode, seconds, optimal) -> Allocation:
     counts = [(c, int(round(v))) for c, v in zip(columns, x) if round(v) > 0]
+    return allocation(counts, demand, weights, catalog, mode, seconds, optimal)
+
+
+def allocation(counts, demand, weights, catalog, mode, seconds, optimal) -> Allocation:
+    """An Allocation of replica `counts` [(candidate, n)]: served rates (capped at demand),
+    demand-weighted goodput and cost."""
     capacity = {m: 0.0 for m in demand}
     for column, n in counts:
         capacity[column.model] += n * column.perf.throughput
