@@ -53,10 +53,12 @@ def _summary(name: str, planned) -> dict:
 @click.option("--stages", "max_stages", type=int, help="At most this many stages.")
 @click.option("--micro-batch", type=int, help="Fix the micro-batch size (a power of two).")
 @click.option("--gpu", default="v100", show_default=True, help="GPU spec in specs/hardware.")
+@click.option("--profile", is_flag=True,
+              help="Time each op with torch on this machine instead of estimating from --gpu.")
 @click.option("--out", type=click.Path(file_okay=False), help="Directory to write.")
 @json_option
-def partition_cmd(model, devices, device_memory, batch, max_stages, micro_batch, gpu, out,
-                  as_json) -> None:
+def partition_cmd(model, devices, device_memory, batch, max_stages, micro_batch, gpu, profile,
+                  out, as_json) -> None:
     """Partition MODEL into a graph of pipeline stages, plus a sequential baseline.
 
     \b
@@ -65,6 +67,7 @@ def partition_cmd(model, devices, device_memory, batch, max_stages, micro_batch,
     Example:
       mlc partition workload:multibranch_small --devices 3 --batch 8 --out build/part
       mlc partition workload:mmt --devices 16 --device-memory 16GB --batch 512
+      mlc partition model.onnx --devices 4 --batch 32 --profile   # times ops here
     """
     from mlc.compiler.ir.serialize import save_graph
     from mlc.compiler.partition.cost import Machine
@@ -79,9 +82,17 @@ def partition_cmd(model, devices, device_memory, batch, max_stages, micro_batch,
         raise MlcError(f"--stages {max_stages}: must be at least 1")
     graph = _load_model(model)
     machine = Machine.from_gpu(load_gpu(gpu), parse_bytes(device_memory))
-    results = partition(graph, model, devices, batch, machine, micro_batch, max_stages)
+    measured = None
+    if profile:
+        from mlc.runtime.profile_ops import profile_ops
+
+        measured = profile_ops(graph)
+    results = partition(graph, model, devices, batch, machine, micro_batch, max_stages,
+                        measured)
     report = {"format_version": REPORT_FORMAT_VERSION, "kind": "partition-report",
               "model": model, "devices": devices, "batch": batch, "gpu": gpu,
+              "op_times": "profiled on this machine (torch)" if profile else
+              f"estimated (roofline, {gpu})",
               "device_memory_bytes": machine.memory_bytes,
               **{name: _summary(name, planned) for name, planned in results.items()}}
     report["speedup"] = (report["graph_pipeline"]["throughput"]

@@ -69,6 +69,7 @@ class CostModel:
 
     graph: Graph
     machine: Machine
+    measured: dict | None = None  # op -> (batch, fwd_s, bwd_s, fwd_1_s, bwd_1_s): --profile
     ops: dict[str, OpCost] = field(default_factory=dict)
     edges: dict[tuple[str, str], float] = field(default_factory=dict)  # per-sample bytes
 
@@ -97,6 +98,8 @@ class CostModel:
             self.neighbors[dst].append((src, size))
 
     def forward_time(self, op: str, samples: float) -> float:
+        if self.measured is not None:
+            return _interpolate(self.measured[op], 1, samples)
         cost, m = self.ops[op], self.machine
         compute = cost.flops * samples / (m.peak_flops * m.compute_efficiency)
         memory = (cost.act_bytes * samples + cost.weight_bytes) / (
@@ -104,6 +107,8 @@ class CostModel:
         return max(compute, memory) + m.op_overhead
 
     def backward_time(self, op: str, samples: float) -> float:
+        if self.measured is not None:
+            return _interpolate(self.measured[op], 2, samples)
         return self.forward_time(op, samples) * (2.0 if self.ops[op].params else 1.0)
 
     def stage_cost(self, ops, degree: int, micro_batch: int, num_micro: int) -> StageCost:
@@ -122,6 +127,16 @@ class CostModel:
         act = sum(self.ops[op].out_bytes for op in members) * local
         return StageCost(fwd, bwd, comm, allreduce, params * STATE_BYTES_PER_PARAM, act,
                          micro_batch, num_micro)
+
+
+def _interpolate(measured: tuple, which: int, samples: float) -> float:
+    """A measured time at `samples`: the line through the one-sample and full-batch timings
+    (never falling below the one-sample time, whatever the timing noise)."""
+    batch, at_batch, at_one = measured[0], measured[which], measured[which + 2]
+    if batch <= 1:
+        return at_batch * samples
+    slope = max(0.0, (at_batch - at_one) / (batch - 1))
+    return at_one + slope * (samples - 1)
 
 
 @dataclass(frozen=True)

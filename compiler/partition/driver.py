@@ -55,10 +55,11 @@ def _degree_of(result: PlanResult, ops: tuple[str, ...]) -> int:
 
 
 def partition(graph: Graph, source: str, devices: int, batch: int, machine: Machine,
-              micro_batch: int | None = None, max_stages: int | None = None
-              ) -> dict[str, PlannedPipeline]:
+              micro_batch: int | None = None, max_stages: int | None = None,
+              measured: dict | None = None) -> dict[str, PlannedPipeline]:
     """Both planners on one cost model: {"graph_pipeline": ..., "sequential_pipeline": ...}.
 
+    `measured` (from `mlc.runtime.profile_ops.profile_ops`) replaces the roofline op times.
     Requires: devices >= 1, batch >= 1. Ensures: each plan partitions ops and devices.
     Raises MlcError on bad input (more devices than ops, micro-batch not dividing the batch,
     nothing fits memory).
@@ -72,7 +73,7 @@ def partition(graph: Graph, source: str, devices: int, batch: int, machine: Mach
         raise MlcError(f"--micro-batch {micro_batch} does not divide --batch {batch}")
     if micro_batch and micro_batch & (micro_batch - 1):
         raise MlcError(f"--micro-batch {micro_batch}: must be a power of two")
-    model = CostModel(graph, machine)
+    model = CostModel(graph, machine, measured)
     tree = planning_tree(model, graph_sp_tree(graph), devices)
     out = {}
     for name, view in (("graph_pipeline", tree), ("sequential_pipeline", sequential_tree(tree))):
