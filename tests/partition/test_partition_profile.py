@@ -33,7 +33,7 @@ def test_every_op_is_timed_at_the_graph_batch(measured):
 def test_cost_model_interpolates_the_measurements(measured):
     graph, times = measured
     model = CostModel(graph, V100, times)
-    for name, (batch, fwd, bwd, fwd_1, bwd_1) in times.items():
+    for name, (batch, fwd, _bwd, fwd_1, bwd_1) in times.items():
         assert model.forward_time(name, 1) == pytest.approx(fwd_1)
         assert model.backward_time(name, 1) == pytest.approx(bwd_1)
         assert model.forward_time(name, batch) == pytest.approx(max(fwd, fwd_1))
