@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import tempfile
@@ -37,8 +38,10 @@ def check_runnable(directory: str):
     return graph, plan
 
 
-def _entry(rank: int, world_size: int, config: TrainConfig) -> None:
+def _entry(rank: int, world_size: int, config: TrainConfig, environ: dict) -> None:
     from .worker import run_rank, write_failure
+    os.environ.clear()  # the launcher's environment now, not the fork server's from its start
+    os.environ.update(environ)
     os.environ["MASTER_ADDR"] = config.master_addr  # what torchrun would set
     os.environ["MASTER_PORT"] = str(config.master_port)
     try:
@@ -55,11 +58,15 @@ def train(config: TrainConfig) -> dict:
     graph, plan = check_runnable(config.directory)
     load_data(graph, plan.batch, config.data, config.seed)  # data errors before any process
     logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)  # we say it
+    # Workers fork from a clean server process that imported torch and mlc once (a fresh
+    # interpreter each would re-import them; forking this process could inherit OpenMP state).
+    multiprocessing.set_forkserver_preload(["mlc.runtime.pipeline.worker"])
     with tempfile.TemporaryDirectory(prefix="mlc-train-") as tmp:
         config = replace(config, master_port=free_port(), result_path=str(Path(tmp, "out.json")),
                          error_dir=tmp)
-        context = mp.start_processes(_entry, args=(plan.world_size, config),
-                                     nprocs=plan.world_size, join=False, start_method="spawn")
+        context = mp.start_processes(_entry, args=(plan.world_size, config, dict(os.environ)),
+                                     nprocs=plan.world_size, join=False,
+                                     start_method="forkserver")
         try:
             while not context.join():
                 pass

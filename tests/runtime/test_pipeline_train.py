@@ -119,20 +119,32 @@ def test_chain_plan_with_data_parallel_stage(tmp_path, degrees):
 
 
 def _children() -> list[int]:
-    """Pids of live processes whose parent is this test process (multiprocessing's one shared
-    resource tracker, which lives as long as this process, aside)."""
-    pids = []
+    """Pids of live processes descending from this test process (workers fork from
+    multiprocessing's fork server); the fork server and resource tracker themselves, which live
+    as long as this process, aside."""
+    parent, command = {}, {}
     for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
             with open(f"/proc/{entry}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command[int(entry)] = cmdline.read()
         except (OSError, IndexError):
             continue
-        if entry.isdigit() and int(fields[1]) == os.getpid() and fields[0] != "Z":
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                if b"resource_tracker" not in cmdline.read():
-                    pids.append(int(entry))
-    return pids
+        if fields[0] != "Z":
+            parent[int(entry)] = int(fields[1])
+    found, frontier = [], [os.getpid()]
+    while frontier:
+        pid = frontier.pop()
+        for child, ppid in parent.items():
+            if ppid == pid:
+                frontier.append(child)
+                helper = b"resource_tracker" in command[child] or b"forkserver" in command[child]
+                if not helper:
+                    found.append(child)
+    return found
 
 
 @pytest.mark.slow
