@@ -11,6 +11,7 @@
     mlc plan serve --demand FILE --out DIR   many LLMs on heterogeneous GPUs at least cost
     mlc partition MODEL --devices N --batch B   a DAG of pipeline stages (GraphPipe)
     mlc train DIR --steps N [--check]   run a partition plan's pipeline on torch.distributed
+    mlc serve DIR --requests FILE [--finetune FILE]   co-serve inference and LoRA finetuning
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .partition_cmd import partition_cmd
 from .plan_cmd import plan_group
 from .quantize_cmd import quantize_cmd
 from .run_cmd import run_cmd
+from .serve_cmd import serve_command
 from .train_cmd import train_cmd
 from .verify_cmd import verify_cmd
 
@@ -60,6 +62,7 @@ cli.add_command(quantize_cmd)
 cli.add_command(plan_group)
 cli.add_command(partition_cmd)
 cli.add_command(train_cmd)
+cli.add_command(serve_command)
 
 
 def main() -> None:

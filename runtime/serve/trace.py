@@ -1,0 +1,91 @@
+"""Request traces and finetuning datasets as JSON lines, with byte-level tokenization.
+
+    requests:  {"id": "r1", "prompt": [1, 2, 3] | "text": "hi", "max_new_tokens": 8,
+                "arrival": 0.5}
+    finetune:  {"tokens": [1, 2, 3]} | {"text": "some training text"}
+
+A malformed line is an MlcError naming the file and line number."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlc.compiler.errors import MlcError
+
+from .engine import Request
+
+
+def byte_tokens(text: str, vocab: int) -> list[int]:
+    """UTF-8 bytes of `text`, each taken modulo `vocab`."""
+    return [byte % vocab for byte in text.encode("utf-8")]
+
+
+def _records(path: Path):
+    """(line number, JSON object) for each non-blank line."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise MlcError(f"{path}: cannot read ({err})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise MlcError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise MlcError(f"{path}:{number}: expected a JSON object, got "
+                           f"{type(record).__name__}")
+        yield number, record
+
+
+def _tokens(record: dict, key: str, vocab: int, where: str) -> list[int]:
+    if isinstance(record.get("text"), str):
+        return byte_tokens(record["text"], vocab)
+    tokens = record.get(key)
+    if not isinstance(tokens, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+        raise MlcError(f"{where}: needs {key!r} (a list of token ids) or 'text' (a string)")
+    bad = [t for t in tokens if not 0 <= t < vocab]
+    if bad:
+        raise MlcError(f"{where}: token id {bad[0]} outside the vocabulary [0, {vocab})")
+    return tokens
+
+
+def load_requests(path: Path, vocab: int) -> list[Request]:
+    """Requests in file order. Requires per line: unique 'id', a non-empty prompt,
+    'max_new_tokens' >= 1; 'arrival' (seconds, >= 0) defaults to 0."""
+    requests, seen = [], set()
+    for number, record in _records(path):
+        where = f"{path}:{number}"
+        rid = record.get("id")
+        if not isinstance(rid, (str, int)) or isinstance(rid, bool) or str(rid) in seen:
+            raise MlcError(f"{where}: needs a unique 'id' (string), got {rid!r}")
+        prompt = _tokens(record, "prompt", vocab, where)
+        if not prompt:
+            raise MlcError(f"{where}: empty prompt")
+        limit = record.get("max_new_tokens")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise MlcError(f"{where}: 'max_new_tokens' must be an integer >= 1, got {limit!r}")
+        arrival = record.get("arrival", 0.0)
+        if not isinstance(arrival, (int, float)) or isinstance(arrival, bool) or arrival < 0:
+            raise MlcError(f"{where}: 'arrival' must be seconds >= 0, got {arrival!r}")
+        seen.add(str(rid))
+        requests.append(Request(str(rid), prompt, limit, float(arrival)))
+    if not requests:
+        raise MlcError(f"{path}: no requests")
+    return requests
+
+
+def load_finetune_data(path: Path, vocab: int) -> list[list[int]]:
+    """Token sequences (each >= 2 tokens: one input predicting one target)."""
+    sequences = []
+    for number, record in _records(path):
+        tokens = _tokens(record, "tokens", vocab, f"{path}:{number}")
+        if len(tokens) < 2:
+            raise MlcError(f"{path}:{number}: a finetuning sequence needs at least 2 tokens")
+        sequences.append(tokens)
+    if not sequences:
+        raise MlcError(f"{path}: no finetuning sequences")
+    return sequences
