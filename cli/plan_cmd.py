@@ -4,6 +4,7 @@ least cost (Coral-style two-stage MILP), with baselines, a simulation and vLLM c
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -14,6 +15,8 @@ from mlc.compiler.plan.coral.catalog import load_catalog
 from mlc.compiler.plan.coral.inputs import load_document, parse_demand
 from mlc.compiler.plan.coral.markdown import report_markdown
 from mlc.compiler.plan.coral.planner import plan_serve
+from mlc.compiler.plan.coserve.planner import plan_coserve
+from mlc.compiler.plan.coserve.traces import generate_trace, read_trace
 
 from .common import emit, json_option
 
@@ -25,6 +28,7 @@ def plan_group() -> None:
     \b
     Example:
       mlc plan serve --demand demand.json --out build/plan
+      mlc plan coserve --model llama-3.1-8b --gpus 4 --rate 20 --slo-tpot 45ms --out build/cs
     """
 
 
@@ -96,3 +100,69 @@ def serve_cmd(demand_file, gpus_file, out, replan_dir, seed, as_json) -> None:
             (tmp / name).write_text(json.dumps(doc, indent=1) + "\n")
         (tmp / "report.md").write_text(report_markdown(result.plan, result.report))
     emit(as_json, result.report, _summary_text(result.plan, result.report, out))
+
+
+def _parse_seconds(value: str, option: str) -> float:
+    """'45ms', '0.045s' or a bare number of milliseconds -> seconds."""
+    found = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s)?\s*", value)
+    if not found or float(found.group(1)) <= 0:
+        raise MlcError(f"{option} {value!r}: expected a positive time like 45ms or 0.045s")
+    return float(found.group(1)) / (1 if found.group(2) == "s" else 1e3)
+
+
+def _coserve_text(plan: dict, report: dict, out: str) -> str:
+    lines = [f"{plan['model']} on {plan['gpus']} x {plan['gpu']} (tp {plan['tp']}): token "
+             f"budget {plan['token_budget']}, TPOT SLO {plan['slo_tpot_ms']:g} ms, up to "
+             f"{plan['finetune']['max_tokens_per_iteration']} finetuning tokens or "
+             f"{plan['finetune']['backward_layers_per_iteration']} backward layers per "
+             "iteration"]
+    for name in ("coserve", "separate", "temporal"):
+        entry = report[name]
+        lines.append(f"  {name:9s} SLO attainment {entry['slo_attainment']:6.1%}, inference "
+                     f"{entry['inference_tokens_per_s']:8.0f} tok/s, finetuning "
+                     f"{entry['finetune_tokens_per_s']:8.0f} tok/s")
+    lines += [f"note: {note}" for note in plan["notes"]]
+    lines.append(f"wrote {out}/plan.json, report.json")
+    return "\n".join(lines)
+
+
+@plan_group.command("coserve")
+@click.option("--model", required=True, help="Model name from specs/models (llama-3.1-8b, ...).")
+@click.option("--gpu", default="a100-80gb", show_default=True, help="GPU type (specs/hardware).")
+@click.option("--gpus", default=1, show_default=True, help="GPUs in the deployment.")
+@click.option("--tp", type=int, help="Tensor parallelism per replica [default: smallest fit].")
+@click.option("--rate", type=float, help="Requests/s of a generated trace.")
+@click.option("--slo-tpot", required=True, help="Time-per-output-token SLO, e.g. 45ms.")
+@click.option("--lora-rank", default=16, show_default=True, help="LoRA rank of the finetuning.")
+@click.option("--duration", default=60.0, show_default=True, help="Simulated seconds.")
+@click.option("--trace", "trace", default="poisson", show_default=True,
+              help="poisson, bursty, or a JSON-lines trace file.")
+@click.option("--seed", default=0, show_default=True, help="Seed of a generated trace.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Plan directory to write.")
+@json_option
+def coserve_cmd(model, gpu, gpus, tp, rate, slo_tpot, lora_rank, duration, trace, seed, out,
+                as_json) -> None:
+    """Co-serve inference and LoRA finetuning (FlexLLM) and compare with the alternatives.
+
+    Sizes the token budget and finetuning limits under the TPOT SLO, then simulates
+    co-serving, separate inference/finetuning GPUs and temporal sharing on the trace.
+
+    \b
+    Example:
+      mlc plan coserve --model llama-3.1-8b --gpu a100-80gb --gpus 4 --rate 20 \\
+          --slo-tpot 45ms --out build/coserve
+    """
+    slo = _parse_seconds(slo_tpot, "--slo-tpot")
+    if trace in ("poisson", "bursty"):
+        if rate is None:
+            raise MlcError(f"--rate is required with --trace {trace} (requests/s)")
+        requests = generate_trace(rate, duration, trace, seed)
+    else:
+        requests = read_trace(trace)
+    plan, report = plan_coserve(model, gpu, gpus, slo, requests, duration, lora_rank, tp,
+                                trace)
+    with atomic_directory(Path(out)) as tmp:
+        for name, doc in (("plan.json", plan), ("report.json", report)):
+            (tmp / name).write_text(json.dumps(doc, indent=1) + "\n")
+    emit(as_json, report, _coserve_text(plan, report, out))

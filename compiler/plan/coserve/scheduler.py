@@ -99,9 +99,12 @@ def plan_iteration(pending: Pending, budget: int, latency: LatencyModel, slo_tpo
     Requires budget >= 0, slo_tpot > 0, backward_layer_tokens > 0.
     Ensures: every pending decode is in the plan (even past the budget: a running request is
     never starved); decode + prefill + finetune tokens + backward_layers * backward_layer_tokens
-    <= max(budget, decodes); finetuning is added only while the predicted latency stays
+    <= max(budget, decodes), except that one backward layer may overrun a smaller positive room
+    (see `_backward_layers`); finetuning is added only while the predicted latency stays
     <= slo_tpot, so none is added when inference alone already misses the SLO; forward tokens
     run only while the sequence is in its forward pass, backward layers only after it.
+    A backward layer counts as `backward_layer_tokens` tokens and adds no context: its reads of
+    the sequence's KV are folded into those token-equivalents.
     """
     decode = [request for request, _ in pending.decode]
     tokens = len(decode)
@@ -137,7 +140,10 @@ def _forward_tokens(pending: Pending, room: int, latency: LatencyModel, slo_tpot
         return 0
     slack = slo_tpot - latency.predict(tokens, context + pending.finetune_context)
     marginal = latency.per_token + latency.per_context
-    chunk = cap if marginal <= 0 else min(cap, math.floor(slack / marginal))
+    if marginal * cap <= slack:
+        chunk = cap
+    else:  # here marginal > 0 unless slack < 0, when nothing fits
+        chunk = math.floor(slack / marginal) if marginal > 0 else 0
     while chunk > 0 and latency.predict(tokens + chunk,
                                         context + pending.finetune_context + chunk) > slo_tpot:
         chunk -= 1  # floating-point guard: the closed form can overshoot by one token
@@ -146,13 +152,19 @@ def _forward_tokens(pending: Pending, room: int, latency: LatencyModel, slo_tpot
 
 def _backward_layers(pending: Pending, room: int, latency: LatencyModel, slo_tpot: float,
                      tokens: int, context: int, layer_tokens: float) -> int:
-    """Most backward layers whose token-equivalents fit the room and keep the SLO."""
+    """Most backward layers whose token-equivalents fit the room and keep the SLO. A layer
+    cannot be split, so one layer may overrun a positive room that is smaller than it (the SLO
+    check still holds): otherwise a sequence whose layer costs more than the room left beside
+    running decodes would stall until the requests are gone."""
     if room <= 0:
         return 0
-    cap = min(pending.finetune_backward_layers, math.floor(room / layer_tokens))
+    cap = min(pending.finetune_backward_layers, max(1, math.floor(room / layer_tokens)))
     slack = slo_tpot - latency.predict(tokens, context)
     per_layer = latency.per_token * layer_tokens
-    layers = cap if per_layer <= 0 else min(cap, math.floor(slack / per_layer))
+    if per_layer * cap <= slack:
+        layers = cap
+    else:
+        layers = math.floor(slack / per_layer) if per_layer > 0 else 0
     while layers > 0 and latency.predict(tokens + layers * layer_tokens, context) > slo_tpot:
         layers -= 1
     return max(layers, 0)
