@@ -35,6 +35,8 @@ demo: $(STAMP)
 	$(VENV)/bin/mlc plan serve --demand examples/demand.json --out build/demo/serve
 	$(VENV)/bin/mlc partition workload:multibranch_small --devices 3 --batch 8 --micro-batch 2 --out build/demo/part
 	$(VENV)/bin/mlc train build/demo/part --steps 3 --check
+	$(VENV)/bin/mlc plan coserve --model llama-3.1-8b --gpu a100-80gb --gpus 4 --rate 4 --slo-tpot 45ms --out build/demo/coserve
+	$(VENV)/bin/mlc serve build/demo/coserve --model tiny-llama --requests examples/requests.jsonl --finetune examples/finetune.jsonl --epochs 3
 
 bench: $(STAMP)
 	$(PY) bench/onnx_conformance.py --out build/bench/onnx_conformance.json
@@ -45,6 +47,8 @@ bench: $(STAMP)
 	$(PY) bench/search.py --budget 60 --out build/bench/search.json
 	$(PY) bench/quant.py --out build/bench/quant.json
 	$(PY) bench/coral.py --out build/bench/coral.json
+	$(PY) bench/coserve.py --out build/bench/coserve.json
+	$(PY) bench/coserve_cpu.py --out build/bench/coserve_cpu.json
 	$(PY) bench/partition.py --out build/bench/partition.json
 	$(VENV)/bin/mlc partition workload:multibranch_small --devices 4 --batch 8 --micro-batch 2 --out build/bench/multibranch4
 	$(PY) bench/partition_run.py build/bench/multibranch4 build/bench/multibranch4/sequential --steps 20 --out build/bench/partition_run.json
