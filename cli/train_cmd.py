@@ -8,8 +8,6 @@ from pathlib import Path
 
 import click
 
-from mlc.runtime.pipeline import TrainConfig, train
-
 from .common import emit, json_option
 
 
@@ -39,6 +37,8 @@ def train_cmd(directory, steps, data, lr, optimizer, seed, check, timeout_s, as_
       mlc train build/mmt-plan --steps 10 --check
       torchrun --nproc-per-node 4 -m mlc.runtime.pipeline.worker build/mmt-plan --steps 10
     """
+    from mlc.runtime.pipeline import TrainConfig, train  # torch: only when training
+
     config = TrainConfig(str(directory), steps, str(data) if data else None, lr, optimizer,
                          seed, check, timeout_s)
     click.echo(f"mlc: training {directory} for {steps} step(s)", err=True)
