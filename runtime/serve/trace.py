@@ -8,10 +8,10 @@ A malformed line is an MlcError naming the file and line number."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mlc.compiler.errors import MlcError
+from mlc.compiler.plan.coserve.traces import jsonl_records
 
 from .engine import Request
 
@@ -19,25 +19,6 @@ from .engine import Request
 def byte_tokens(text: str, vocab: int) -> list[int]:
     """UTF-8 bytes of `text`, each taken modulo `vocab`."""
     return [byte % vocab for byte in text.encode("utf-8")]
-
-
-def _records(path: Path):
-    """(line number, JSON object) for each non-blank line."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise MlcError(f"{path}: cannot read ({err})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise MlcError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise MlcError(f"{path}:{number}: expected a JSON object, got "
-                           f"{type(record).__name__}")
-        yield number, record
 
 
 def _tokens(record: dict, key: str, vocab: int, where: str) -> list[int]:
@@ -57,7 +38,7 @@ def load_requests(path: Path, vocab: int) -> list[Request]:
     """Requests in file order. Requires per line: unique 'id', a non-empty prompt,
     'max_new_tokens' >= 1; 'arrival' (seconds, >= 0) defaults to 0."""
     requests, seen = [], set()
-    for number, record in _records(path):
+    for number, record in jsonl_records(path):
         where = f"{path}:{number}"
         rid = record.get("id")
         if not isinstance(rid, (str, int)) or isinstance(rid, bool) or str(rid) in seen:
@@ -81,7 +62,7 @@ def load_requests(path: Path, vocab: int) -> list[Request]:
 def load_finetune_data(path: Path, vocab: int) -> list[list[int]]:
     """Token sequences (each >= 2 tokens: one input predicting one target)."""
     sequences = []
-    for number, record in _records(path):
+    for number, record in jsonl_records(path):
         tokens = _tokens(record, "tokens", vocab, f"{path}:{number}")
         if len(tokens) < 2:
             raise MlcError(f"{path}:{number}: a finetuning sequence needs at least 2 tokens")

@@ -106,21 +106,29 @@ def _request(doc, where: str) -> Request:
     return Request(str(doc["id"]), float(arrival), prompt, doc["max_new_tokens"])
 
 
-def read_trace(path: str | Path) -> list[Request]:
-    """Requests from a JSON-lines file, sorted by arrival; MlcError names file and line."""
+def jsonl_records(path: str | Path):
+    """(line number, JSON object) for each non-blank line of a JSON-lines file; MlcError
+    naming the file and line for unreadable files, bad JSON and non-object lines."""
     try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as err:
-        raise MlcError(f"{path}: cannot read trace ({err.strerror})") from None
-    requests = []
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise MlcError(f"{path}: cannot read ({err})") from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            doc = json.loads(line)
+            record = json.loads(line)
         except json.JSONDecodeError as err:
             raise MlcError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        requests.append(_request(doc, f"{path}:{number}"))
+        if not isinstance(record, dict):
+            raise MlcError(f"{path}:{number}: expected a JSON object, got "
+                           f"{type(record).__name__}")
+        yield number, record
+
+
+def read_trace(path: str | Path) -> list[Request]:
+    """Requests from a JSON-lines file, sorted by arrival; MlcError names file and line."""
+    requests = [_request(doc, f"{path}:{number}") for number, doc in jsonl_records(path)]
     if not requests:
         raise MlcError(f"{path}: trace holds no requests")
     return sorted(requests, key=lambda r: r.arrival)
