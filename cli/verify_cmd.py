@@ -48,17 +48,23 @@ def load_candidates(spec: str, input_names: list[str]):
 @click.option("--trials", type=int, default=None, metavar="N",
               help="Finite-field trials (default: enough for a 1e-9 false-accept bound).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--formal", is_flag=True,
+              help="Prove equivalence symbolically (e-graph rewriting; holds for every grid, "
+                   "loop and tensor size) instead of testing it.")
 @json_option
-def verify_cmd(candidate: str, model: str, trials, seed: int, as_json: bool) -> None:
+def verify_cmd(candidate: str, model: str, trials, seed: int, formal: bool,
+               as_json: bool) -> None:
     """Check CANDIDATE against MODEL: random finite-field trials, then a float64 check.
 
     Exit 0 when every candidate is equivalent, 1 when one is not (the counterexample is
-    printed).
+    printed). With --formal: exit 0 when every candidate is proven, 1 when one is not proven
+    (no proof found within the bounds, which does not mean the candidate is wrong).
 
     \b
     Example:
       mlc verify fixture:rmsnorm_matmul --against workload:rmsnorm_matmul
       mlc verify rmsnorm_bs1.json --against workload:rmsnorm_matmul:b=1 --json
+      mlc verify fixture:lora --against workload:lora --formal
     """
     from mlc.compiler.frontends import load_model
     from mlc.compiler.superopt.mugraph import MuGraphError
@@ -66,6 +72,9 @@ def verify_cmd(candidate: str, model: str, trials, seed: int, as_json: bool) -> 
 
     reference = load_model(model)
     candidates = load_candidates(candidate, list(reference.inputs))
+    if formal:
+        _formal(candidates, reference, as_json)
+        return
     try:
         verdicts = verify_many([g for _, g in candidates], reference, trials=trials, seed=seed)
     except MuGraphError as err:
@@ -83,4 +92,29 @@ def verify_cmd(candidate: str, model: str, trials, seed: int, as_json: bool) -> 
                          f"in the {row['stage']} check (max error {row['max_error']:.3g})")
     emit(as_json, rows, "\n".join(lines))
     if not all(row["equivalent"] for row in rows):
+        raise SystemExit(1)
+
+
+def _formal(candidates, reference, as_json: bool) -> None:
+    """Prove each candidate against the reference; exit 1 when one is not proven."""
+    from mlc.compiler.superopt.verify.formal import prove_mugraph
+
+    rows = []
+    for label, graph in candidates:
+        proof = prove_mugraph(graph, reference)
+        rows.append({"candidate": label, "proven": proof.proven, "check": "formal",
+                     "iterations": proof.iterations, "enodes": proof.enodes,
+                     "seconds": round(proof.seconds, 4), "reason": proof.reason})
+    lines = []
+    for row in rows:
+        if row["proven"]:
+            lines.append(f"{row['candidate']}: proven equivalent (formal, symbolic grid and "
+                         f"loop sizes; {row['iterations']} rewrite iterations, "
+                         f"{row['seconds']:.3f} s)")
+        else:
+            lines.append(f"{row['candidate']}: not proven (formal: {row['reason']}; this means "
+                         f"no proof was found, not that the candidate is wrong; "
+                         f"{row['seconds']:.3f} s)")
+    emit(as_json, rows, "\n".join(lines))
+    if not all(row["proven"] for row in rows):
         raise SystemExit(1)
