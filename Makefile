@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/mugraph_kernels.py --out build/bench/mugraph_kernels.json
 	$(PY) bench/mugraph_cost.py --gpu h100 --out build/bench/mugraph_cost.json
 	$(PY) bench/search.py --budget 60 --out build/bench/search.json
+	$(PY) bench/formal.py --out build/bench/formal.json
 	$(PY) bench/quant.py --out build/bench/quant.json
 	$(PY) bench/coral.py --out build/bench/coral.json
 	$(PY) bench/coserve.py --out build/bench/coserve.json
