@@ -174,7 +174,7 @@ class GroupCosts:
         self.model = model
         self._time: dict = {}  # (id(node), local samples) -> (forward, backward)
         self._static: dict = {}  # id(node) -> (params, output bytes per sample)
-        self._outside: dict = {}  # id(node) -> [(neighbor op, per-sample bytes)] leaving it
+        self._outside: dict = {}  # id(node) -> ([(neighbor op, bytes)] leaving it, total)
         self._members: dict = {}  # id(node) -> set of ops
         self._prefixes: dict = {}  # (id(node), t) -> node; kept alive so ids stay unique
 
@@ -203,16 +203,17 @@ class GroupCosts:
                                        sum(model.backward_time(op, local) for op in node.ops))
         return times
 
-    def _boundary(self, node) -> list[tuple[str, float]]:
-        """Edges (neighbor op, per-sample bytes) from `node`'s ops to ops outside it."""
-        edges = self._outside.get(id(node))
-        if edges is None:
+    def _boundary(self, node) -> tuple[list[tuple[str, float]], float]:
+        """Edges (neighbor op, per-sample bytes) from `node`'s ops to ops outside it, and their
+        total bytes."""
+        boundary = self._outside.get(id(node))
+        if boundary is None:
             inside = self._ops(node)
-            edges = self._outside[id(node)] = [
-                (neighbor, nbytes) for op in node.ops
-                for neighbor, nbytes in self.model.neighbors[op]
-                if nbytes > 0 and neighbor not in inside]
-        return edges
+            edges = [(neighbor, nbytes) for op in node.ops
+                     for neighbor, nbytes in self.model.neighbors[op]
+                     if nbytes > 0 and neighbor not in inside]
+            boundary = self._outside[id(node)] = (edges, sum(nbytes for _, nbytes in edges))
+        return boundary
 
     def stage_cost(self, nodes, degree: int, micro_batch: int, num_micro: int) -> StageCost:
         model, machine = self.model, self.model.machine
@@ -228,12 +229,12 @@ class GroupCosts:
                     sum(model.ops[op].params for op in node.ops),
                     sum(model.ops[op].out_bytes for op in node.ops))
             params, out_bytes = params + static[0], out_bytes + static[1]
-            edges = self._boundary(node)
-            count, size = count + len(edges), size + sum(nbytes for _, nbytes in edges)
+            edges, nbytes = self._boundary(node)
+            count, size = count + len(edges), size + nbytes
         if len(nodes) > 1:  # edges between the group's nodes stay inside the stage
             inside = set().union(*(self._ops(node) for node in nodes))
             for node in nodes:
-                for neighbor, nbytes in self._boundary(node):
+                for neighbor, nbytes in self._boundary(node)[0]:
                     if neighbor in inside:
                         count, size = count - 1, size - nbytes
         comm = 2 * (count * machine.link_latency + size * local / machine.link_bandwidth)

@@ -53,8 +53,7 @@ class _Probe:
         self.num_micro = batch // b
         self.limit = model.machine.memory_bytes
         self.degrees = [p for p in (2**i for i in range(12)) if p <= devices and b % p == 0]
-        self.memo: dict = {}
-        self.known: dict = {} if known is None else known  # answers of earlier probes, by key
+        self.known: dict = {} if known is None else known  # (target, answer) by key, all probes
         self.costs: dict = {} if costs is None else costs  # shared by probes of one b
         self.groups = groups or GroupCosts(model)  # shared by every probe
 
@@ -97,19 +96,16 @@ class _Probe:
         """(True, answer) when this or an earlier probe (same micro-batch) settles `key`.
 
         Monotone in T: infeasible at T0 >= T stays infeasible; an optimum found at T0 whose
-        stages all meet T is still optimal at T <= T0 (the options only shrink)."""
-        if key in self.memo:
-            return True, self.memo[key]
+        stages all meet T is still optimal at T <= T0 (the options only shrink). An answer of
+        this probe (T0 = T) always settles its key."""
         earlier = self.known.get(key)
         if earlier is not None:
             target, answer = earlier
             if self.target <= target and (answer is INFEASIBLE or answer[3] <= self.target):
-                self.memo[key] = answer
                 return True, answer
         return False, None
 
     def remember(self, key, answer):
-        self.memo[key] = answer
         self.known[key] = (self.target, answer)
         return answer
 

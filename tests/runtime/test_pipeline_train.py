@@ -36,6 +36,18 @@ def _train(*args, env=None):
     return result.exit_code, output
 
 
+def _train_regression(directory, tmp_path, seed: int, steps: int):
+    """`mlc train --check --json` at lr 0.1 on random regression data: (report, x, targets)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((BATCH, 16)).astype(np.float32)
+    targets = rng.standard_normal((BATCH, 4)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, targets=targets)
+    code, output = _train(directory, "--steps", steps, "--lr", 0.1, "--data",
+                          tmp_path / "data.npz", "--check", "--json")
+    assert code == 0, output
+    return json.loads(output[output.index("{"):]), x, targets
+
+
 def _single_process_losses(graph, x, targets, steps, lr):
     """Full-batch SGD on the whole graph in this process: the independent reference."""
     module = TorchGraphModule(graph)
@@ -59,14 +71,7 @@ def test_dag_plan_four_processes_matches_single_process(tmp_path):
              "3": ["F0", "B0", "F1", "B1", "F2", "B2", "F3", "B3"]}
     directory = write_artifact(tmp_path / "dag", graph, DAG_STAGES, DAG_EDGES, micro_batch=2,
                                order=order)
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((BATCH, 16)).astype(np.float32)
-    targets = rng.standard_normal((BATCH, 4)).astype(np.float32)
-    np.savez(tmp_path / "data.npz", x=x, targets=targets)
-    code, output = _train(directory, "--steps", 3, "--lr", 0.1, "--data", tmp_path / "data.npz",
-                          "--check", "--json")
-    assert code == 0, output
-    report = json.loads(output[output.index("{"):])
+    report, x, targets = _train_regression(directory, tmp_path, seed=3, steps=3)
     assert report["processes"] == 4 and report["check"]["ok"]
     assert report["check"]["max_grad_rel_error"] <= 1e-5
     assert set(report["check"]["grad_rel_errors"]) == {"w0", "w1", "w2", "w_head"}
@@ -94,14 +99,7 @@ def test_dag_plan_with_data_parallel_head_five_processes(tmp_path):
     graph = branchy_graph()
     directory = write_artifact(tmp_path / "dp", graph, DAG_STAGES, DAG_EDGES, micro_batch=4,
                                degrees=[1, 1, 1, 2])
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal((BATCH, 16)).astype(np.float32)
-    targets = rng.standard_normal((BATCH, 4)).astype(np.float32)
-    np.savez(tmp_path / "data.npz", x=x, targets=targets)
-    code, output = _train(directory, "--steps", 2, "--lr", 0.1, "--data", tmp_path / "data.npz",
-                          "--check", "--json")
-    assert code == 0, output
-    report = json.loads(output[output.index("{"):])
+    report, x, targets = _train_regression(directory, tmp_path, seed=7, steps=2)
     assert report["processes"] == 5 and report["check"]["ok"], report["check"]
     assert set(report["check"]["grad_rel_errors"]) == {"w0", "w1", "w2", "w_head"}
     expected = _single_process_losses(graph, x, targets, steps=2, lr=0.1)
