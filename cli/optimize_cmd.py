@@ -30,13 +30,14 @@ def _write_kernels(folder: Path, index: int, graph) -> None:
 def _report_md(model: str, target: str, rows: list[dict], notes: list[str], seconds: float):
     lines = [f"# mlc optimize: {model}", "",
              f"Target {target}; times are roofline estimates; search took {seconds:.1f} s.", "",
-             "| kernel | region (first node .. last) | × | verified | est µs | baseline µs | "
-             "speedup | enumerated | pruned | verified cands | search s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| kernel | region (first node .. last) | × | search | verified | est µs | "
+             "baseline µs | speedup | enumerated | pruned | verified cands | search s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         c = r["candidates"]
         lines.append(f"| {r['kernel']} | {r['region'][0]} .. {r['region'][-1]} | "
-                     f"{r['instances']} | {'yes' if r['verified'] else 'baseline'} | "
+                     f"{r['instances']} | {r['search']} | "
+                     f"{r['verification'] if r['verified'] else 'baseline'} | "
                      f"{r['est_time_us']:.2f} | {r['baseline_est_time_us']:.2f} | "
                      f"{r['speedup']:.2f}× | {c['enumerated']} | {c['pruned']} | "
                      f"{c['verified']} | {r['search_seconds']:.1f} |")
@@ -82,13 +83,17 @@ class _progress_bar:
 @click.option("--max-kernel-ops", type=int, default=1, show_default=True)
 @click.option("--max-block-ops", type=int, default=7, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--search", "search_mode", type=click.Choice(["symbolic", "concrete"]),
+              default="symbolic", show_default=True,
+              help="symbolic: one sGraph search per region structure, instantiated per shape "
+                   "(Prism); concrete: one search per region shape (Mirage).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Search-result cache (default: $MLC_CACHE_DIR or ~/.cache/mlc/search).")
 @click.option("--no-cache", is_flag=True, help="Search again even when a result is cached.")
 @shape_option
 @json_option
-def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed, cache_dir,
-                 no_cache, shapes, as_json) -> None:
+def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed, search_mode,
+                 cache_dir, no_cache, shapes, as_json) -> None:
     """Superoptimize MODEL: fuse its matmul / elementwise / reduction / softmax regions into
     verified µGraph kernels (Triton + CUDA) and write an artifact that `mlc run DIR` executes.
 
@@ -96,6 +101,7 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
     Example:
       mlc optimize examples/block.onnx --out build/block --budget 60
       mlc optimize workload:rmsnorm_matmul --out build/rms --json
+      mlc optimize workload:prism_swiglu --out build/swiglu --search concrete
     """
     from mlc.compiler.superopt.cost import load_gpu
     from mlc.compiler.superopt.optimize import OptimizeOptions, optimize_graph
@@ -105,7 +111,7 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
     graph = load_model(model, parse_shapes(shapes))
     gpu = load_gpu(target)
     options = OptimizeOptions(target=gpu.name, budget_s=budget, max_kernel_ops=max_kernel_ops,
-                              max_block_ops=max_block_ops, seed=seed,
+                              max_block_ops=max_block_ops, seed=seed, search=search_mode,
                               cache_dir=None if no_cache else str(cache_dir or default_cache_dir()))
     with _progress_bar() as progress:
         result = optimize_graph(graph, options, progress)
@@ -128,7 +134,8 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
             f"search {result.search_seconds:.1f} s"]
     text += [f"  {r['kernel']} ×{r['instances']}: {r['est_time_us']:.2f} µs vs "
              f"{r['baseline_est_time_us']:.2f} µs unfused "
-             f"({'verified' if r['verified'] else 'baseline kept'})" for r in rows]
+             f"({r['verification'] + ' verified' if r['verified'] else 'baseline kept'}, "
+             f"{r['search']} search{', cached' if r['cached'] else ''})" for r in rows]
     if rows:
         text.append(f"fused regions: {total:.1f} µs vs {base:.1f} µs unfused (estimated, "
                     f"{gpu.name})")

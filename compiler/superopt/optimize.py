@@ -28,6 +28,7 @@ class OptimizeOptions:
     seed: int = 0
     workers: int | None = None
     cache_dir: str | None = None
+    search: str = "symbolic"  # symbolic (one sGraph search per region structure) | concrete
 
 
 @dataclass
@@ -46,6 +47,8 @@ class RegionResult:
     search_seconds: float
     budget_exhausted: bool
     cached: bool = False  # reused from the search cache, not searched in this run
+    mode: str = "concrete"  # the search that found it: symbolic | concrete
+    verification: str = "none"  # the check the chosen µGraph passed: formal | probabilistic
 
     def row(self, index: int) -> dict:
         return {"kernel": f"region_{index}", "region": list(self.regions[0].nodes),
@@ -57,7 +60,8 @@ class RegionResult:
                 "candidates": {"enumerated": self.enumerated, "pruned": self.pruned,
                                "verified": self.verified_count},
                 "search_seconds": round(self.search_seconds, 3),
-                "budget_exhausted": self.budget_exhausted, "cached": self.cached}
+                "budget_exhausted": self.budget_exhausted, "cached": self.cached,
+                "search": self.mode, "verification": self.verification}
 
 
 @dataclass
@@ -74,6 +78,8 @@ def optimize_graph(graph: Graph, options: OptimizeOptions = OptimizeOptions(),
     from mlc.compiler.pipeline import OPTIMIZE_PASSES, run_passes
 
     from .search.driver import search
+    from .symbolic.dims import SymbolicError
+    from .symbolic.driver import search_symbolic
 
     start = time.perf_counter()
     graph = run_passes(graph, OPTIMIZE_PASSES)
@@ -83,22 +89,33 @@ def optimize_graph(graph: Graph, options: OptimizeOptions = OptimizeOptions(),
     for region in regions:
         groups.setdefault(region.key, []).append(region)
     results = []
+    checkpoints: dict = {}  # regions of one structure (any shapes) share a symbolic search
     for done, (key, members) in enumerate(groups.items()):
         remaining = options.budget_s - (time.perf_counter() - start)
         share = max(remaining / (len(groups) - done), 0.5)
         label = f"region {done + 1}/{len(groups)}"
         region_progress = None if progress is None else (
             lambda message="", _label=label, **kw: progress(f"{_label}: {message}", **kw))
-        found = search(members[0].reference, gpu=options.target, budget_s=share,
-                       max_kernel_ops=options.max_kernel_ops,
-                       max_block_ops=options.max_block_ops, seed=options.seed,
-                       workers=options.workers, cache_dir=options.cache_dir,
-                       progress=region_progress)
+        common = dict(gpu=options.target, budget_s=share,
+                      max_kernel_ops=options.max_kernel_ops,
+                      max_block_ops=options.max_block_ops, seed=options.seed,
+                      workers=options.workers, cache_dir=options.cache_dir,
+                      progress=region_progress)
+        found = None
+        if options.search == "symbolic":
+            try:
+                found = search_symbolic(members[0].reference, checkpoints=checkpoints, **common)
+            except SymbolicError as err:
+                notes.append(f"{label}: concrete search ({err})")
+        if found is None:
+            found = search(members[0].reference, **common)
         results.append(RegionResult(
             key, members, found.best, found.verified > 0 and found.best_est_time_us <
             found.baseline_est_time_us, found.best_est_time_us, found.baseline_est_time_us,
             found.enumerated, found.pruned, found.verified, found.search_seconds,
-            found.budget_exhausted, found.cached))
+            found.budget_exhausted, found.cached, found.mode,
+            found.verification if found.best_est_time_us < found.baseline_est_time_us
+            else "none"))
     replacements = [(region, json.dumps(mugraph_to_json(result.best)))
                     for result in results for region in result.regions]
     fused = fuse_regions(graph, replacements) if replacements else graph

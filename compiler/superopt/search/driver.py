@@ -52,6 +52,7 @@ class Candidate:
     graph: MuGraph
     est_time_us: float
     verified: bool
+    verification: str = "probabilistic"  # the check it passed: probabilistic | formal | none
 
 
 @dataclass(frozen=True)
@@ -76,20 +77,25 @@ class SearchResult:
     search_seconds: float
     budget_exhausted: bool
     cached: bool = field(default=False, compare=False)
+    mode: str = "concrete"  # concrete | symbolic
+    verification: str = "none"  # the check `best` passed (none: the unfused baseline)
 
     def to_json(self) -> dict:
         doc = {k: getattr(self, k) for k in ("best_est_time_us", "baseline_est_time_us",
                                               "enumerated", "pruned", "complete", "verified",
-                                              "search_seconds", "budget_exhausted")}
+                                              "search_seconds", "budget_exhausted",
+                                              "mode", "verification")}
         doc["best"] = mugraph_to_json(self.best)
         doc["candidates"] = [{"graph": mugraph_to_json(c.graph), "est_time_us": c.est_time_us,
-                              "verified": c.verified} for c in self.candidates]
+                              "verified": c.verified, "verification": c.verification}
+                             for c in self.candidates]
         return doc
 
     @staticmethod
     def from_json(doc: dict) -> SearchResult:
         candidates = tuple(Candidate(mugraph_from_json(c["graph"]), c["est_time_us"],
-                                     c["verified"]) for c in doc["candidates"])
+                                     c["verified"], c.get("verification", "probabilistic"))
+                           for c in doc["candidates"])
         fields = {k: v for k, v in doc.items() if k not in ("best", "candidates")}
         return SearchResult(best=mugraph_from_json(doc["best"]), candidates=candidates,
                             cached=True, **fields)
@@ -127,19 +133,21 @@ def _run_task(task) -> tuple[Counts, list, bool]:
     return enumerator.counts, found, timed_out
 
 
-def _tasks(choices: list, max_kernel_ops: int, workers: int) -> list:
+def split_tasks(choices: list, max_kernel_ops: int, workers: int) -> list:
     chunks = max(1, min(len(choices), workers * TASKS_PER_WORKER))
     return [(kernel_ops, choices[start::chunks]) for kernel_ops in range(1, max_kernel_ops + 1)
             for start in range(chunks)]
 
 
-def _map(tasks: list, workers: int):
+def run_tasks(tasks: list, workers: int, function=_run_task):
+    """`function` over `tasks` in forked worker processes (in this one for a single worker),
+    results in completion order; set _CONTEXT before calling, the workers inherit it."""
     if workers <= 1 or len(tasks) <= 1:
-        yield from map(_run_task, tasks)
+        yield from map(function, tasks)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
     if method is None:  # spawned workers could not see _CONTEXT: run here
-        yield from map(_run_task, tasks)
+        yield from map(function, tasks)
         return
     # Forked children must never collect an inherited egglog EGraph: its destructor waits on
     # a rayon thread pool that only the parent has (a deadlock). Free pending garbage here,
@@ -148,7 +156,7 @@ def _map(tasks: list, workers: int):
     gc.freeze()
     try:
         with multiprocessing.get_context(method).Pool(workers) as pool:
-            yield from pool.imap_unordered(_run_task, tasks)
+            yield from pool.imap_unordered(function, tasks)
     finally:
         gc.unfreeze()
 
@@ -215,10 +223,10 @@ def search(reference: Graph, *, gpu="h100", budget_s: float = 60.0, max_kernel_o
                             max_block_ops=max_block_ops, prune=prune, config=DEFAULT_CONFIG,
                             deadline=start + budget_s * ENUMERATION_SHARE)
     _CONTEXT.update(enumerator=enumerator, reference=reference, gpu=spec)
-    tasks = _tasks(enumerator.top_choices(), max_kernel_ops, workers)
+    tasks = split_tasks(enumerator.top_choices(), max_kernel_ops, workers)
     counts, found, exhausted = Counts(), {}, False
     try:
-        for done, (task_counts, task_found, timed_out) in enumerate(_map(tasks, workers), 1):
+        for done, (task_counts, task_found, timed_out) in enumerate(run_tasks(tasks, workers), 1):
             counts.add(task_counts)
             exhausted |= timed_out
             for time_us, doc in task_found:
@@ -229,12 +237,13 @@ def search(reference: Graph, *, gpu="h100", budget_s: float = 60.0, max_kernel_o
         _CONTEXT.clear()
     ranked = [found[text] for text in sorted(found, key=lambda text: (found[text][0], text))]
     candidates, exhausted = _verify(ranked, reference, seed, keep, deadline, exhausted, notify)
-    best = Candidate(baseline, baseline_time, False)  # also when it beats every candidate
+    best = Candidate(baseline, baseline_time, False, "none")  # also when it beats them all
     if candidates and candidates[0].est_time_us <= baseline_time:
         best = candidates[0]
     result = SearchResult(best.graph, best.est_time_us, baseline_time, counts.visited,
                           counts.pruned, counts.complete, len(candidates), tuple(candidates),
-                          time.monotonic() - start, exhausted)
+                          time.monotonic() - start, exhausted,
+                          verification=best.verification)
     if path is not None:
         _store(path, result, budget_s)
     return result

@@ -44,6 +44,9 @@ TARGET_FALSE_ACCEPT = 1e-9
 PER_TRIAL_BOUND = DEGREE_BOUND / P + DEGREE_BOUND / Q
 # Float stage inputs: N(0, FLOAT_INPUT_SCALE^2) keeps softmax exponents moderate.
 FLOAT_INPUT_SCALE = 0.5
+# Largest tensor (elements) the interpreters materialize here: one field value is two int64
+# arrays, and a reference keeps several alive, so beyond this a check would exhaust memory.
+MAX_VERIFY_ELEMENTS = 1 << 25
 
 
 def trials_for(false_accept: float = TARGET_FALSE_ACCEPT, degree: int = DEGREE_BOUND) -> int:
@@ -59,8 +62,10 @@ DEFAULT_TRIALS = trials_for()
 class Verdict:
     """The outcome of verifying one candidate.
 
-    stage says which check decided: "field" (rejected in a finite-field trial) or "float"
-    (passed every field trial; the float check accepted or rejected). max_error is, for a field
+    stage says which check decided: "field" (rejected in a finite-field trial), "float"
+    (passed every field trial; the float check accepted or rejected), or "too large" (not
+    checked: a tensor has more than MAX_VERIFY_ELEMENTS elements; not equivalent as far as
+    this check can tell). max_error is, for a field
     rejection, the fraction of the differing output's elements that differ (1.0 when the shapes
     differ); otherwise the float check's max |candidate - reference| / max |reference|.
     output names the first differing reference output (None when equivalent).
@@ -95,6 +100,9 @@ def verify_many(candidates, reference: Graph, *, trials: int | None = None, seed
     for candidate in candidates:
         _check_pairing(candidate, reference)
     lowered = lower_to_mugraph(reference)
+    largest = max(math.prod(shape) for shape in kernel_shapes(lowered).values())
+    if largest > MAX_VERIFY_ELEMENTS:
+        return [Verdict(False, None, math.nan, 0, 0.0, "too large") for _ in candidates]
     shapes = list(lowered.inputs.values())
     seconds = [0.0] * len(candidates)
     done: list[Verdict | None] = [None] * len(candidates)

@@ -1,0 +1,133 @@
+"""`search(..., mode="symbolic")`: the symbolic search once per workload structure (its
+checkpoint cached on disk and in `checkpoints`), then an instantiation per concrete shape.
+
+Verification per shape: each candidate, cheapest first, is proven formally (verify/formal:
+one proof covers every binding of its sizes, so it is attempted once per sGraph and the
+checkpoint keeps the outcome) and, where no proof is found, checked by the probabilistic
+verifier at this shape. The result says which check each winner passed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from mlc.compiler.ir import Graph, IRError
+
+from ..cost import estimate, load_gpu
+from ..search.driver import Candidate, SearchResult
+from ..search.generators import dim_labels
+from ..verify import lower_to_mugraph, verify_many
+from ..verify.formal import prove_mugraph
+from .dims import SymbolicError
+from .instantiate import instantiate_sgraph
+from .search import (
+    Checkpoint,
+    checkpoint_path,
+    data_sizes,
+    load_checkpoint,
+    store_checkpoint,
+    structure_key,
+    symbolic_search,
+)
+
+
+def checkpoint_for(reference: Graph, *, gpu, budget_s: float, max_kernel_ops: int,
+                   max_block_ops: int, seed: int, workers, progress, cache_dir,
+                   checkpoints: dict | None) -> tuple[Checkpoint, Path | None, bool]:
+    """The checkpoint of `reference`'s structure, its cache path, and whether it was searched
+    now: from `checkpoints`, the cache, or a new symbolic search (then stored in both)."""
+    options = {"gpu": gpu.name, "max_kernel_ops": max_kernel_ops,
+               "max_block_ops": max_block_ops, "seed": seed}
+    key = structure_key(reference)
+    memo_key = json.dumps({"key": key, **options}, sort_keys=True)
+    path = checkpoint_path(cache_dir, key, options) if cache_dir else None
+    if checkpoints is not None and memo_key in checkpoints:
+        return checkpoints[memo_key], path, False
+    checkpoint = load_checkpoint(path, budget_s) if path is not None and path.is_file() \
+        else None
+    fresh = checkpoint is None
+    if fresh:
+        checkpoint = symbolic_search(reference, gpu=gpu, budget_s=budget_s,
+                                     max_kernel_ops=max_kernel_ops,
+                                     max_block_ops=max_block_ops, seed=seed, workers=workers,
+                                     progress=progress)
+        if path is not None:
+            store_checkpoint(path, checkpoint)
+    if checkpoints is not None:
+        checkpoints[memo_key] = checkpoint
+    return checkpoint, path, fresh
+
+
+def search_symbolic(reference: Graph, *, gpu="h100", budget_s: float = 60.0,
+                    max_kernel_ops: int = 1, max_block_ops: int = 7, seed: int = 0,
+                    workers: int | None = None, progress: Callable | None = None,
+                    cache_dir: str | Path | None = None, keep: int = 3,
+                    checkpoints: dict | None = None, prove: bool = True) -> SearchResult:
+    """The cheapest verified instantiation of the sGraphs of `reference`'s structure.
+
+    Requires a reference whose inputs rebind (no shape-carrying attributes): raises
+    SymbolicError otherwise, and the caller falls back to the concrete search. Ensures a
+    SearchResult like the concrete search's, with `mode` "symbolic" and per candidate the
+    verification it passed ("formal" or "probabilistic").
+    """
+    start = time.monotonic()
+    spec = load_gpu(gpu) if isinstance(gpu, str) else gpu
+    notify = progress or (lambda message="", **_: None)
+    try:
+        sizes = data_sizes(reference)
+        checkpoint, path, fresh = checkpoint_for(
+            reference, gpu=spec, budget_s=budget_s, max_kernel_ops=max_kernel_ops,
+            max_block_ops=max_block_ops, seed=seed, workers=workers, progress=progress,
+            cache_dir=cache_dir, checkpoints=checkpoints)
+    except IRError as err:
+        raise SymbolicError(f"{reference.name}: does not rebind to symbolic sizes ({err})") \
+            from None
+    baseline = lower_to_mugraph(reference)
+    baseline_time = estimate(baseline, spec).time_us
+    labels = dim_labels(baseline)
+    ranked = []
+    for index, sgraph in enumerate(checkpoint.sgraphs):
+        for instance in instantiate_sgraph(sgraph, reference, sizes, spec, labels):
+            proof_key = f"{index}/split" if instance.split else str(index)
+            ranked.append((instance.est_time_us, proof_key, instance.graph))
+    ranked.sort(key=lambda item: (item[0], item[1]))
+    notify(f"instantiated {len(checkpoint.sgraphs)} sGraph(s): {len(ranked)} candidates")
+    verified = _verify(ranked, reference, checkpoint, seed, keep, prove, notify)
+    if path is not None and prove:
+        store_checkpoint(path, checkpoint)  # with the proofs found here
+    best = Candidate(baseline, baseline_time, False, "none")
+    if verified and verified[0].est_time_us <= baseline_time:
+        best = verified[0]
+    return SearchResult(best.graph, best.est_time_us, baseline_time, checkpoint.enumerated,
+                        checkpoint.pruned, checkpoint.complete, len(verified),
+                        tuple(verified), time.monotonic() - start,
+                        checkpoint.budget_exhausted, cached=not fresh,
+                        mode="symbolic", verification=best.verification)
+
+
+def _verify(ranked, reference, checkpoint: Checkpoint, seed, keep, prove, notify):
+    """Cheapest first, until `keep` pass: a formal proof (once per sGraph, kept in the
+    checkpoint), else the probabilistic verifier at this shape, but only while nothing is
+    proven yet (a slower unproven candidate could not win, so it is not worth a check)."""
+    verified = []
+    for time_us, proof_key, graph in ranked:
+        if len(verified) >= keep:
+            break
+        if prove and proof_key not in checkpoint.proofs:
+            notify(f"proving sGraph {proof_key}")
+            proof = prove_mugraph(graph, reference)
+            checkpoint.proofs[proof_key] = {"proven": proof.proven,
+                                            "seconds": round(proof.seconds, 3),
+                                            "reason": proof.reason}
+        if checkpoint.proofs.get(proof_key, {}).get("proven"):
+            verified.append(Candidate(graph, time_us, True, "formal"))
+            continue
+        if any(c.verification == "formal" for c in verified):
+            continue
+        verdict = verify_many([graph], reference, seed=seed)[0]
+        if verdict.equivalent:
+            verified.append(Candidate(graph, time_us, True, "probabilistic"))
+    return verified

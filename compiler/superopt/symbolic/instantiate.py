@@ -1,0 +1,163 @@
+"""Instantiation (Prism §5): bind an sGraph's variables for one concrete shape.
+
+Candidates per variable are the power-of-two divisors of the data dim it splits: all of them
+when the dim is at most 64, else dim/512 ... dim/8 for a grid variable and dim/256 ... dim/16
+for the for-loop (the loop's dim is what the grid left of its label). The Cartesian product
+is filtered by the sGraph's constraints (exact divisions, block window, shared memory), about
+`spread` evenly spaced assignments are kept, and each is ranked by the cost model (the
+roofline estimate; on a GPU a measured time would rank them instead). Kernels are priced
+alone and their costs add up, so each block kernel is bound independently. A single-kernel
+winner also gets its split-reduction variant (search/split.py) at this shape.
+
+    >>> sized = instantiate_sgraph(sgraph, get_workload("prism_rms_norm"), load_gpu("h100"))
+    >>> sized.est_time_us < baseline_us
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass
+
+from mlc.compiler.ir import Graph
+
+from ..cost import estimate
+from ..cost.hardware import GpuSpec
+from ..mugraph.model import MuGraph, validate
+from ..mugraph.ops import MuGraphError
+from ..search.enumerate import Program
+from ..search.generators import DEFAULT_CONFIG, GeneratorConfig, Schedule, _spread
+from ..search.split import split_variants
+from .dims import LOOP_VAR, SymbolicError, symbol
+from .sgraph import SGraph, SymKernel, instantiate, violation
+
+SPREAD = 20  # assignments ranked per kernel (Prism's autotuner profiles about 20)
+SMALL_DIM = 64  # a dim up to this size tries every power-of-two divisor
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One sGraph bound for one shape: the µGraph, its estimated time, how many assignments
+    met the constraints and how many were ranked, and whether it is the split variant."""
+
+    graph: MuGraph
+    est_time_us: float
+    feasible: int
+    ranked: int
+    split: bool = False
+
+
+def powers_of_two_dividing(size: int) -> list[int]:
+    return [1 << k for k in range(size.bit_length()) if size % (1 << k) == 0]
+
+
+def variable_candidates(size: int, role: str) -> list[int]:
+    """Prism's candidates for a variable splitting a dim of `size` (role "grid" or "loop"),
+    1 excluded (an sGraph without that variable covers it)."""
+    found = powers_of_two_dividing(size)
+    if size > SMALL_DIM:
+        low, high = (size // 512, size // 8) if role == "grid" else (size // 256, size // 16)
+        found = [c for c in found if low <= c <= high]
+    return [c for c in found if c > 1]
+
+
+def assignments(kernel: SymKernel, sizes: dict, gpu: GpuSpec,
+                config: GeneratorConfig = DEFAULT_CONFIG) -> tuple[list[dict], int]:
+    """Feasible assignments of one kernel's variables (evenly spread, at most SPREAD) and
+    how many met every constraint."""
+    grid_vars = [v for v in kernel.variables if v != LOOP_VAR]
+    label_size = {label: sizes[symbol(label)] for label in kernel.grid_labels
+                  if isinstance(label, int)}
+    if len(label_size) != len(grid_vars):
+        return [], 0
+    grid_choices = [variable_candidates(label_size[label], "grid")
+                    for label in kernel.grid_labels]
+    feasible = []
+    for grid in itertools.product(*grid_choices):
+        values = dict(zip(grid_vars, grid))
+        loops = [None]
+        if kernel.loop_label is not None:
+            if not isinstance(kernel.loop_label, int):
+                return [], 0
+            left = sizes[symbol(kernel.loop_label)]
+            if kernel.loop_label in kernel.grid_labels:
+                left //= values[grid_vars[kernel.grid_labels.index(kernel.loop_label)]]
+            loops = variable_candidates(left, "loop")
+        for loop in loops:
+            candidate = dict(values) if loop is None else {**values, LOOP_VAR: loop}
+            try:
+                if all(violation(c, sizes, candidate, gpu, config) is None
+                       for c in kernel.constraints):
+                    feasible.append(candidate)
+            except SymbolicError:
+                continue
+    feasible.sort(key=lambda a: (math.prod(v for k, v in a.items() if k != LOOP_VAR),
+                                 tuple(a.values())))
+    return _spread(feasible, SPREAD), len(feasible)
+
+
+def _kernel_time(sgraph: SGraph, index: int, sizes: dict, assignment: dict,
+                 gpu: GpuSpec) -> float | None:
+    """Estimated time of kernel `index` alone under `assignment`, None if it does not fit."""
+    alone = dataclasses.replace(sgraph, generic=dataclasses.replace(
+        sgraph.generic, ops=(sgraph.generic.ops[index],),
+        outputs=sgraph.generic.ops[index].outputs), kernels=(sgraph.kernels[index],))
+    inputs_needed = set(sgraph.generic.ops[index].inputs)
+    try:
+        graph = instantiate(alone, sizes, [assignment])
+        shapes = _shapes_for(sgraph, sizes, index)
+        graph = dataclasses.replace(graph, inputs={t: shapes[t] for t in inputs_needed})
+        validate(graph, gpu.smem_per_block)
+        return estimate(graph, gpu).time_us
+    except (MuGraphError, SymbolicError, KeyError):
+        return None
+
+
+def _shapes_for(sgraph: SGraph, sizes: dict, upto: int) -> dict:
+    """Kernel-level shapes before kernel `upto` (kernel shapes do not depend on the
+    variables: grid and loop only tile them)."""
+    from ..mugraph.model import kernel_shapes
+    probe = [None if k is None else {v: 1 for v in k.variables} for k in sgraph.kernels]
+    graph = instantiate(sgraph, sizes, probe)
+    return kernel_shapes(dataclasses.replace(graph, ops=graph.ops[:upto], outputs=()))
+
+
+def instantiate_sgraph(sgraph: SGraph, reference: Graph, sizes: dict, gpu: GpuSpec,
+                       labels: dict | None = None,
+                       config: GeneratorConfig = DEFAULT_CONFIG) -> list[Instance]:
+    """The best binding of `sgraph` for `reference`'s shape (data symbols bound by `sizes`),
+    plus its split-reduction variant when one applies and `labels` (the reference's dim
+    labels) are given; [] when no assignment meets the constraints."""
+    chosen, feasible, ranked = [], 0, 0
+    for index, kernel in enumerate(sgraph.kernels):
+        if kernel is None:
+            chosen.append(None)
+            continue
+        options, count = assignments(kernel, sizes, gpu, config)
+        feasible += count
+        ranked += len(options)
+        timed = [(t, a) for a in options
+                 if (t := _kernel_time(sgraph, index, sizes, a, gpu)) is not None]
+        if not timed:
+            return []
+        chosen.append(min(timed, key=lambda pair: pair[0])[1])
+    try:
+        graph = instantiate(sgraph, sizes, chosen, name=reference.name)
+        validate(graph, gpu.smem_per_block)
+        time_us = estimate(graph, gpu).time_us
+    except (MuGraphError, SymbolicError):
+        return []
+    found = [Instance(graph, time_us, feasible, ranked)]
+    if labels is not None and len(graph.ops) == 1 and sgraph.kernels[0] is not None:
+        kernel = sgraph.kernels[0]
+        block = graph.ops[0].block
+        schedule = Schedule(kernel.grid_labels, kernel.loop_label,
+                            tuple(i.imap for i in block.inputs),
+                            tuple(i.fmap for i in block.inputs),
+                            ((block.grid, block.forloop_range),))
+        program = Program(graph.ops, (schedule,), graph.outputs)
+        for variant, variant_us in split_variants(program, reference, labels, gpu, config):
+            found.append(Instance(variant, variant_us, feasible, ranked, split=True))
+    return found

@@ -1,0 +1,318 @@
+"""Symbolic search (Prism §4): enumerate sGraphs once per workload structure, verify them,
+and checkpoint them under a key that ignores the workload's sizes.
+
+The reference is rebuilt at the generic point (dims.py: every logical dim a distinct product
+of primes) and the concrete enumerator runs on it with symbolic schedules: a schedule is
+which labels the grid axes and the loop split, and its only "size" is the variables' generic
+primes. Hence, at no extra machinery:
+
+- symbolic dimension matching: two tile dims are equal at the generic point iff their
+  monomials are identical, so an elementwise op or a matmul only pairs tiles whose
+  expressions agree for every binding;
+- abstract-expression pruning: reduction sizes are the monomials' images, and the target
+  e-graph's split rule (sum(n) = sum(j, sum(n/j))) splits a symbolic D at every symbolic
+  divisor D/(vars), so a partial sum over D/(g0*f) is a subterm of the target exactly when
+  its monomials say so;
+- structural caps: the enumerator's (kernel ops, block ops, block inputs and outputs,
+  canonical order).
+
+No schedule is dropped for its sizes (there are none yet); the constraint list of each sGraph
+(sgraph.py) decides per instantiation. Every complete sGraph is checked by the probabilistic
+verifier at a small binding with distinct sizes per symbol (a wrong sGraph goes no further);
+formal proofs (verify/formal) run when an sGraph first wins an instantiation, and the
+checkpoint keeps them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mlc.compiler.ir import Graph, TensorType
+
+from ..cost import load_gpu
+from ..mugraph.model import NO_DIM
+from ..mugraph.ops import MuGraphError
+from ..mugraph.serialize import mugraph_to_json
+from ..prune.space import TargetSpace
+from ..prune.terms import ir_output_terms
+from ..search import driver
+from ..search.enumerate import Counts, Enumerator, OutOfTime
+from ..search.generators import DEFAULT_CONFIG, Schedule, dim_labels, label_sizes
+from ..verify import lower_to_mugraph, verify_many
+from .dims import GRID_VARS, LOOP_VAR, VARIABLE_PRIMES, SymbolicError, generic_size, symbol
+from .sgraph import SGraph, instantiate, sgraph_from_json, sgraph_from_program, sgraph_to_json
+
+CHECKPOINT_VERSION = 1
+ENUMERATION_SHARE = 0.8  # of the budget; the rest verifies the sGraphs
+SMALL_VARIABLE = 2  # every variable at the small verification binding
+SMALL_BASE = 8  # data symbol k is SMALL_BASE + 4k there: distinct, divisible by 2 * 2
+
+
+# ---- the structure of a workload -------------------------------------------------------------
+
+def input_symbols(reference: Graph) -> dict[str, tuple]:
+    """The data symbol of every input dim (None for size-1 dims), from the dim labels."""
+    labels = dim_labels(lower_to_mugraph(reference))
+    return {name: tuple(None if label is None else symbol(label) for label in labels[name])
+            for name in reference.inputs}
+
+
+def structure_key(reference: Graph) -> str:
+    """sha256 of the reference with sizes replaced by data symbols (names of the graph and of
+    its nodes left out): equal for every shape of one workload."""
+    symbols = input_symbols(reference)
+    doc = {"version": CHECKPOINT_VERSION,
+           "inputs": [[n, list(symbols[n]), t.dtype] for n, t in reference.inputs.items()],
+           "weights": [[n, list(w.shape)] for n, w in reference.weights.items()],
+           "nodes": [[n.op, list(n.inputs), list(n.outputs), repr(sorted(n.attrs.items()))]
+                     for n in reference.nodes],
+           "outputs": list(reference.outputs)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def data_sizes(reference: Graph) -> dict[str, int]:
+    """The binding of every data symbol of a concrete reference; raises SymbolicError when
+    one symbol has two sizes."""
+    sizes: dict[str, int] = {}
+    for name, row in input_symbols(reference).items():
+        for sym, size in zip(row, reference.inputs[name].shape):
+            if sym is not None and sizes.setdefault(sym, size) != size:
+                raise SymbolicError(f"input {name!r}: {sym} is {size} here and "
+                                    f"{sizes[sym]} elsewhere")
+    return sizes
+
+
+def rebind(reference: Graph, symbols: dict[str, tuple], sizes: dict[str, int],
+           name: str | None = None) -> Graph:
+    """The reference with its inputs at another binding of the data symbols (same nodes)."""
+    inputs = {tensor: TensorType(tuple(1 if s is None else sizes[s] for s in symbols[tensor]),
+                                 t.dtype) for tensor, t in reference.inputs.items()}
+    return Graph.build(name or reference.name, inputs, reference.nodes, reference.outputs,
+                       reference.weights)
+
+
+def generic_sizes(symbols: dict[str, tuple]) -> dict[str, int]:
+    return {s: generic_size(int(s[1:])) for row in symbols.values() for s in row if s}
+
+
+def small_sizes(symbols: dict[str, tuple]) -> dict[str, int]:
+    return {s: SMALL_BASE + 4 * int(s[1:]) for row in symbols.values() for s in row if s}
+
+
+# ---- the enumeration with symbolic schedules ----------------------------------------------
+
+class SymbolicEnumerator(Enumerator):
+    """The enumerator with one schedule per (grid labels, loop label): the variables'
+    generic primes are its only size."""
+
+    def _schedules_of(self, tensors, sources) -> list[Schedule]:
+        key = tuple((tensors[i].shape, tensors[i].labels) for i in sources)
+        if key not in self._schedules:
+            self._schedules[key] = symbolic_schedules([k[0] for k in key],
+                                                      [k[1] for k in key], self.config)
+        return self._schedules[key]
+
+
+def symbolic_schedules(shapes, labels, config=DEFAULT_CONFIG) -> list[Schedule]:
+    """Every (grid labels, loop label) choice over block inputs with these dim labels."""
+    import itertools
+
+    sizes = label_sizes(shapes, labels)
+    order = sorted(sizes, key=repr)
+    found = []
+    grid_primes = [VARIABLE_PRIMES[v] for v in GRID_VARS]
+    for count in range(1, config.max_grid_dims + 1):
+        for grid_labels in itertools.combinations(order, count):
+            imaps = tuple(tuple(row.index(grid_labels[a]) if a < count and grid_labels[a] in row
+                                else NO_DIM for a in range(3)) for row in labels)
+            grid = tuple(grid_primes[:count]) + (1,) * (3 - count)
+            for loop_label in (None, *order):
+                fmaps = tuple(row.index(loop_label) if loop_label in row else NO_DIM
+                              for row in labels)
+                loop = 1 if loop_label is None else VARIABLE_PRIMES[LOOP_VAR]
+                found.append(Schedule(grid_labels, loop_label, imaps, fmaps, ((grid, loop),)))
+    return found
+
+
+def _run_symbolic_task(task) -> tuple[Counts, list, bool]:
+    """Enumerate one share of the first kernel op's choices; return counts, the sGraphs found
+    (JSON) and whether the deadline cut it short."""
+    kernel_ops, choices = task
+    enumerator: Enumerator = driver._CONTEXT["enumerator"]
+    generic, symbols = driver._CONTEXT["reference"], driver._CONTEXT["symbols"]
+    enumerator.counts = Counts()
+    found, timed_out = [], False
+    inputs = {name: tuple(t.shape) for name, t in generic.inputs.items()}
+    try:
+        for program in enumerator.run(choices, kernel_ops):
+            rename = dict(zip(program.outputs, generic.outputs))
+            ops = [_renamed(op, rename) for op in program.ops]
+            try:
+                sgraph = sgraph_from_program(ops, program.schedules, inputs, generic.outputs,
+                                             symbols, generic.name)
+            except (MuGraphError, SymbolicError):
+                continue
+            found.append(sgraph_to_json(sgraph))
+    except OutOfTime:
+        timed_out = True
+    return enumerator.counts, found, timed_out
+
+
+def _renamed(op, rename):
+    import dataclasses
+    return dataclasses.replace(op, inputs=tuple(rename.get(t, t) for t in op.inputs),
+                               outputs=tuple(rename.get(t, t) for t in op.outputs))
+
+
+# ---- the checkpoint ------------------------------------------------------------------------
+
+@dataclass
+class Checkpoint:
+    """The verified sGraphs of one workload structure, with what the search counted.
+
+    proofs maps an sGraph's index to its formal proof ({"proven", "seconds", "reason"}),
+    filled in as sGraphs win instantiations.
+    """
+
+    key: str
+    sgraphs: list[SGraph]
+    enumerated: int
+    pruned: int
+    complete: int
+    rejected: int  # complete sGraphs the small-binding verification rejected
+    search_seconds: float
+    budget_s: float
+    budget_exhausted: bool
+    options: dict
+    proofs: dict[int, dict] = field(default_factory=dict)
+    loaded: bool = False
+
+    def to_json(self) -> dict:
+        return {"format_version": CHECKPOINT_VERSION, "kind": "sgraph_checkpoint",
+                "key": self.key, "options": self.options, "enumerated": self.enumerated,
+                "pruned": self.pruned, "complete": self.complete, "rejected": self.rejected,
+                "search_seconds": self.search_seconds, "budget_s": self.budget_s,
+                "budget_exhausted": self.budget_exhausted,
+                "proofs": {str(k): v for k, v in self.proofs.items()},
+                "sgraphs": [sgraph_to_json(s) for s in self.sgraphs]}
+
+    @staticmethod
+    def from_json(doc: dict) -> Checkpoint:
+        if doc.get("format_version") != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint format_version {doc.get('format_version')!r}")
+        return Checkpoint(doc["key"], [sgraph_from_json(s) for s in doc["sgraphs"]],
+                          doc["enumerated"], doc["pruned"], doc["complete"], doc["rejected"],
+                          doc["search_seconds"], doc["budget_s"], doc["budget_exhausted"],
+                          doc["options"], {int(k): v for k, v in doc["proofs"].items()},
+                          loaded=True)
+
+
+def checkpoint_path(cache_dir, key: str, options: dict) -> Path:
+    digest = hashlib.sha256(json.dumps({"key": key, "options": options},
+                                       sort_keys=True).encode()).hexdigest()
+    return Path(cache_dir) / "symbolic" / f"{digest}.json"
+
+
+def load_checkpoint(path: Path, budget_s: float) -> Checkpoint | None:
+    """The stored checkpoint, or None when absent, unreadable or cut short by a smaller
+    budget than this one."""
+    try:
+        checkpoint = Checkpoint.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError, MuGraphError, SymbolicError):
+        return None
+    if checkpoint.budget_exhausted and checkpoint.budget_s < budget_s:
+        return None
+    return checkpoint
+
+
+def store_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(checkpoint.to_json()))
+    tmp.replace(path)
+
+
+# ---- the search ------------------------------------------------------------------------------
+
+def symbolic_search(reference: Graph, *, gpu="h100", budget_s: float = 60.0,
+                    max_kernel_ops: int = 1, max_block_ops: int = 7, seed: int = 0,
+                    workers: int | None = None, prune: bool = True,
+                    progress: Callable | None = None) -> Checkpoint:
+    """Every verified sGraph of `reference`'s structure found within `budget_s` seconds.
+
+    Requires a reference whose ops the abstract expressions cover. Ensures sGraphs that the
+    probabilistic verifier accepted at a small binding of distinct sizes, each with its
+    constraint list; sizes of `reference` play no part beyond its structure.
+    """
+    start = time.monotonic()
+    spec = load_gpu(gpu) if isinstance(gpu, str) else gpu
+    workers = workers or os.cpu_count() or 1
+    notify = progress or (lambda message="", **_: None)
+    symbols = input_symbols(reference)
+    generic = rebind(reference, symbols, generic_sizes(symbols), name=reference.name)
+    space = TargetSpace(ir_output_terms(generic), timeout_s=min(15.0, max(0.5, budget_s / 5)))
+    enumerator = SymbolicEnumerator(generic, spec, space, max_kernel_ops=max_kernel_ops,
+                                    max_block_ops=max_block_ops, prune=prune,
+                                    config=DEFAULT_CONFIG,
+                                    deadline=start + budget_s * ENUMERATION_SHARE)
+    driver._CONTEXT.update(enumerator=enumerator, reference=generic, symbols=symbols, gpu=spec)
+    tasks = driver.split_tasks(enumerator.top_choices(), max_kernel_ops, workers)
+    counts, found, exhausted = Counts(), {}, False
+    try:
+        for done, (task_counts, docs, timed_out) in enumerate(
+                driver.run_tasks(tasks, workers, _run_symbolic_task), 1):
+            counts.add(task_counts)
+            exhausted |= timed_out
+            for doc in docs:
+                found.setdefault(json.dumps(doc, sort_keys=True), doc)
+            notify(f"{done}/{len(tasks)} tasks, {counts.visited} states, {len(found)} sGraphs",
+                   done=done, total=len(tasks), enumerated=counts.visited)
+    finally:
+        driver._CONTEXT.clear()
+    sgraphs = [sgraph_from_json(found[text]) for text in sorted(found)]
+    notify(f"verifying {len(sgraphs)} sGraph(s) at a small binding")
+    verified = verify_small(sgraphs, reference, symbols, seed)
+    options = {"gpu": spec.name, "max_kernel_ops": max_kernel_ops,
+               "max_block_ops": max_block_ops, "seed": seed, "prune": prune}
+    return Checkpoint(structure_key(reference), verified, counts.visited, counts.pruned,
+                      counts.complete, len(sgraphs) - len(verified),
+                      time.monotonic() - start, budget_s, exhausted, options)
+
+
+def small_assignments(sgraph: SGraph) -> list[dict | None]:
+    return [None if kernel is None else {v: SMALL_VARIABLE for v in kernel.variables}
+            for kernel in sgraph.kernels]
+
+
+def verify_small(sgraphs: list[SGraph], reference: Graph, symbols: dict,
+                 seed: int) -> list[SGraph]:
+    """The sGraphs the probabilistic verifier accepts at the small binding (every variable 2,
+    symbol Dk = 8 + 4k): a wrong structure fails there, whatever its sizes."""
+    if not sgraphs:
+        return []
+    sizes = small_sizes(symbols)
+    small = rebind(reference, symbols, sizes)
+    graphs, kept = [], []
+    for sgraph in sgraphs:
+        try:
+            graphs.append(instantiate(sgraph, sizes, small_assignments(sgraph)))
+            kept.append(sgraph)
+        except (MuGraphError, SymbolicError):
+            continue
+    verdicts = verify_many(graphs, small, seed=seed) if graphs else []
+    return [s for s, verdict in zip(kept, verdicts) if verdict.equivalent]
+
+
+def describe_checkpoint(checkpoint: Checkpoint) -> list[str]:
+    return [f"{index}: {s.describe()}" for index, s in enumerate(checkpoint.sgraphs)]
+
+
+__all__ = ["Checkpoint", "checkpoint_path", "data_sizes", "input_symbols", "load_checkpoint",
+           "mugraph_to_json", "rebind", "store_checkpoint", "structure_key",
+           "symbolic_search", "verify_small"]
