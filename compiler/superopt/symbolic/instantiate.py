@@ -1,11 +1,13 @@
 """Instantiation (Prism §5): bind an sGraph's variables for one concrete shape.
 
-Candidates per variable are the power-of-two divisors of the data dim it splits: all of them
-when the dim is at most 64, else dim/512 ... dim/8 for a grid variable and dim/256 ... dim/16
-for the for-loop (the loop's dim is what the grid left of its label). The Cartesian product
-is filtered by the sGraph's constraints (exact divisions, block window, shared memory), about
-`spread` evenly spaced assignments are kept, and each is ranked by the cost model (the
-roofline estimate; on a GPU a measured time would rank them instead). Kernels are priced
+Candidates per variable are the power-of-two divisors of the data dim it splits (the loop's
+dim is what the grid left of its label; a loop tile keeps at least 8 elements). The Cartesian
+product is filtered by the sGraph's constraints (exact divisions, block window, shared
+memory); SPREAD (20) evenly spaced assignments are ranked by the cost model (the roofline
+estimate; on a GPU a measured time would rank them instead), then SPREAD more between the
+winner's neighbours. Prism narrows the candidates to dim/512 ... dim/8 (grid) and dim/256 ...
+dim/16 (loop) instead; that window lost the best assignment at small dims here (d = 256),
+and the constraints already bound the space. Kernels are priced
 alone and their costs add up, so each block kernel is bound independently. A single-kernel
 winner also gets its split-reduction variant (search/split.py) at this shape.
 
@@ -30,17 +32,16 @@ from ..mugraph.ops import MuGraphError
 from ..search.enumerate import Program
 from ..search.generators import DEFAULT_CONFIG, GeneratorConfig, Schedule, _spread
 from ..search.split import split_variants
-from .dims import LOOP_VAR, SymbolicError, symbol
+from .dims import LOOP_VAR, SymbolicError, grid_variable, symbol
 from .sgraph import SGraph, SymKernel, instantiate, violation
 
 SPREAD = 20  # assignments ranked per kernel (Prism's autotuner profiles about 20)
-SMALL_DIM = 64  # a dim up to this size tries every power-of-two divisor
 
 
 @dataclass(frozen=True)
 class Instance:
     """One sGraph bound for one shape: the µGraph, its estimated time, how many assignments
-    met the constraints and how many were ranked, and whether it is the split variant."""
+    met the constraints and how many were priced, and whether it is the split variant."""
 
     graph: MuGraph
     est_time_us: float
@@ -53,14 +54,17 @@ def powers_of_two_dividing(size: int) -> list[int]:
     return [1 << k for k in range(size.bit_length()) if size % (1 << k) == 0]
 
 
-def variable_candidates(size: int, role: str) -> list[int]:
-    """Prism's candidates for a variable splitting a dim of `size` (role "grid" or "loop"),
-    1 excluded (an sGraph without that variable covers it)."""
-    found = powers_of_two_dividing(size)
-    if size > SMALL_DIM:
-        low, high = (size // 512, size // 8) if role == "grid" else (size // 256, size // 16)
-        found = [c for c in found if low <= c <= high]
-    return [c for c in found if c > 1]
+def variable_candidates(size: int, role: str, config: GeneratorConfig = DEFAULT_CONFIG
+                        ) -> list[int]:
+    """Candidates for a variable splitting a dim of `size` (role "grid" or "loop"): its
+    power-of-two divisors above 1 (an sGraph without the variable covers 1); a loop also
+    keeps a tile of at least min_loop_tile (or half the dim) and at most max_forloop steps.
+    The block window and shared memory are constraints, checked afterwards."""
+    found = [c for c in powers_of_two_dividing(size) if c > 1]
+    if role == "loop":
+        floor = max(1, min(config.min_loop_tile, size // 2))
+        found = [c for c in found if c <= config.max_forloop and size // c >= floor]
+    return found
 
 
 def assignments(kernel: SymKernel, sizes: dict, gpu: GpuSpec,
@@ -68,11 +72,9 @@ def assignments(kernel: SymKernel, sizes: dict, gpu: GpuSpec,
     """Feasible assignments of one kernel's variables (evenly spread, at most SPREAD) and
     how many met every constraint."""
     grid_vars = [v for v in kernel.variables if v != LOOP_VAR]
-    label_size = {label: sizes[symbol(label)] for label in kernel.grid_labels
-                  if isinstance(label, int)}
-    if len(label_size) != len(grid_vars):
+    if grid_vars != [grid_variable(label) for label in kernel.grid_labels]:
         return [], 0
-    grid_choices = [variable_candidates(label_size[label], "grid")
+    grid_choices = [variable_candidates(sizes[symbol(label)], "grid", config)
                     for label in kernel.grid_labels]
     feasible = []
     for grid in itertools.product(*grid_choices):
@@ -83,8 +85,8 @@ def assignments(kernel: SymKernel, sizes: dict, gpu: GpuSpec,
                 return [], 0
             left = sizes[symbol(kernel.loop_label)]
             if kernel.loop_label in kernel.grid_labels:
-                left //= values[grid_vars[kernel.grid_labels.index(kernel.loop_label)]]
-            loops = variable_candidates(left, "loop")
+                left //= values[grid_variable(kernel.loop_label)]
+            loops = variable_candidates(left, "loop", config)
         for loop in loops:
             candidate = dict(values) if loop is None else {**values, LOOP_VAR: loop}
             try:
@@ -95,7 +97,31 @@ def assignments(kernel: SymKernel, sizes: dict, gpu: GpuSpec,
                 continue
     feasible.sort(key=lambda a: (math.prod(v for k, v in a.items() if k != LOOP_VAR),
                                  tuple(a.values())))
-    return _spread(feasible, SPREAD), len(feasible)
+    return feasible, len(feasible)
+
+
+def _best_assignment(feasible: list[dict], price) -> tuple[dict | None, int]:
+    """Rank SPREAD evenly spaced assignments by `price` (None: does not fit), then SPREAD
+    more between the winner's neighbours; the cheapest and how many were priced."""
+    priced: dict[int, float | None] = {}
+
+    def rank(indices):
+        for i in indices:
+            if i not in priced:
+                priced[i] = price(feasible[i])
+
+    positions = list(range(len(feasible)))
+    rank(_spread(positions, SPREAD))
+    timed = [i for i, t in priced.items() if t is not None]
+    if not timed:
+        return None, len(priced)
+    best = min(timed, key=lambda i: (priced[i], i))
+    below = max((i for i in priced if i < best), default=best)
+    above = min((i for i in priced if i > best), default=best)
+    rank(_spread(positions[below:above + 1], SPREAD))
+    timed = [i for i, t in priced.items() if t is not None]
+    best = min(timed, key=lambda i: (priced[i], i))
+    return feasible[best], len(priced)
 
 
 def _kernel_time(sgraph: SGraph, index: int, sizes: dict, assignment: dict,
@@ -137,12 +163,12 @@ def instantiate_sgraph(sgraph: SGraph, reference: Graph, sizes: dict, gpu: GpuSp
             continue
         options, count = assignments(kernel, sizes, gpu, config)
         feasible += count
-        ranked += len(options)
-        timed = [(t, a) for a in options
-                 if (t := _kernel_time(sgraph, index, sizes, a, gpu)) is not None]
-        if not timed:
+        best, priced = _best_assignment(
+            options, lambda a, i=index: _kernel_time(sgraph, i, sizes, a, gpu))
+        ranked += priced
+        if best is None:
             return []
-        chosen.append(min(timed, key=lambda pair: pair[0])[1])
+        chosen.append(best)
     try:
         graph = instantiate(sgraph, sizes, chosen, name=reference.name)
         validate(graph, gpu.smem_per_block)

@@ -45,7 +45,14 @@ from ..search import driver
 from ..search.enumerate import Counts, Enumerator, OutOfTime
 from ..search.generators import DEFAULT_CONFIG, Schedule, dim_labels, label_sizes
 from ..verify import lower_to_mugraph, verify_many
-from .dims import GRID_VARS, LOOP_VAR, VARIABLE_PRIMES, SymbolicError, generic_size, symbol
+from .dims import (
+    LOOP_VAR,
+    SymbolicError,
+    generic_size,
+    grid_variable,
+    symbol,
+    variable_prime,
+)
 from .sgraph import SGraph, instantiate, sgraph_from_json, sgraph_from_program, sgraph_to_json
 
 CHECKPOINT_VERSION = 1
@@ -120,22 +127,23 @@ class SymbolicEnumerator(Enumerator):
 
 
 def symbolic_schedules(shapes, labels, config=DEFAULT_CONFIG) -> list[Schedule]:
-    """Every (grid labels, loop label) choice over block inputs with these dim labels."""
+    """Every (grid labels, loop label) choice over block inputs with these dim labels; only
+    data dims (int labels) are split, since only they have symbols."""
     import itertools
 
     sizes = label_sizes(shapes, labels)
-    order = sorted(sizes, key=repr)
+    order = sorted((label for label in sizes if isinstance(label, int)), key=repr)
     found = []
-    grid_primes = [VARIABLE_PRIMES[v] for v in GRID_VARS]
     for count in range(1, config.max_grid_dims + 1):
         for grid_labels in itertools.combinations(order, count):
             imaps = tuple(tuple(row.index(grid_labels[a]) if a < count and grid_labels[a] in row
                                 else NO_DIM for a in range(3)) for row in labels)
-            grid = tuple(grid_primes[:count]) + (1,) * (3 - count)
+            grid = tuple(variable_prime(grid_variable(label)) for label in grid_labels)
+            grid += (1,) * (3 - count)
             for loop_label in (None, *order):
                 fmaps = tuple(row.index(loop_label) if loop_label in row else NO_DIM
                               for row in labels)
-                loop = 1 if loop_label is None else VARIABLE_PRIMES[LOOP_VAR]
+                loop = 1 if loop_label is None else variable_prime(LOOP_VAR)
                 found.append(Schedule(grid_labels, loop_label, imaps, fmaps, ((grid, loop),)))
     return found
 

@@ -9,7 +9,7 @@ must meet:
 
 - divides(v, e): variable v splits symbolic dim e exactly (a grid axis splits its label, the
   loop splits what the grid left);
-- blocks(g0*g1*g2): the block count lies in the GPU's window (a quarter of the SMs, at most
+- blocks(gDi*gDj...): the block count lies in the GPU's window (a quarter of the SMs, at most
   max_blocks);
 - smem(sum of w * tile): the block's tiles, at their widths, fit in shared memory.
 
@@ -17,7 +17,7 @@ The constraints are collected as the program's ops are added (sgraph_from_progra
 in order) and evaluated by `violations` for a binding of data symbols and variables.
 
     >>> sgraph.describe()  # rms_norm(X) @ W, X (D0, D1), W (D1, D2)
-    'block[g0=D2 f=D1: accum_rms_ld matmul accum_sum div]'
+    'block[gD2 f=D1: accum_rms_ld matmul accum_sum div]'
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from ..mugraph.ops import BLOCK_OPS
 from ..mugraph.serialize import mugraph_from_json, mugraph_to_json
 from ..mugraph.thread import register_tiles
 from ..search.generators import DEFAULT_CONFIG, GeneratorConfig
-from .dims import GRID_VARS, LOOP_VAR, PRIME_VARIABLE, VARIABLE_PRIMES, Dim, decode, encode
+from .dims import LOOP_VAR, Dim, decode, encode, prime_variable, variable_prime
 
 
 @dataclass(frozen=True)
@@ -118,11 +118,8 @@ class SGraph:
             if kernel is None:
                 parts.append(op.op)
                 continue
-            labels = [*kernel.grid_labels]
-            if kernel.loop_label is not None:
-                labels.append(kernel.loop_label)
-            splits = " ".join(f"{v}={_label_name(label)}"
-                              for v, label in zip(kernel.variables, labels))
+            splits = " ".join(v if v != LOOP_VAR else f"f={_label_name(kernel.loop_label)}"
+                              for v in kernel.variables)
             parts.append(f"block[{splits}: {' '.join(o.op for o in op.block.ops)}]")
         return "; ".join(parts)
 
@@ -137,12 +134,12 @@ def _label_name(label) -> str:
 
 
 def kernel_variables(op: KernelOp) -> tuple[str, ...]:
-    """The variables a generic block kernel uses: grid axes whose size is a variable prime,
-    then f if its loop runs."""
+    """The variables a generic block kernel uses: one per split grid axis (gDk, the blocks
+    along the dim it splits), then f if its loop runs."""
     block = op.block
-    names = [PRIME_VARIABLE[g] for g in block.grid if g != 1]
+    names = [prime_variable(g) for g in block.grid if g != 1]
     if block.forloop_range != 1:
-        names.append(PRIME_VARIABLE[block.forloop_range])
+        names.append(prime_variable(block.forloop_range))
     return tuple(names)
 
 
@@ -151,23 +148,18 @@ def _constraints(op: KernelOp, source_shapes, dtype: str) -> tuple[Constraint, .
     loaders (exact divisions), the grid (block count), then every tile (shared memory)."""
     block = op.block
     found: list[Constraint] = []
-    extent = Dim()
+    grid_vars = tuple(prime_variable(g) for g in block.grid if g > 1)
     for inp, shape in zip(block.inputs, source_shapes):
         left = [decode(size) for size in shape]
         for axis, dim in enumerate(inp.imap):
             if dim != NO_DIM and block.grid[axis] > 1:
-                found.append(Divides(GRID_VARS[axis], left[dim]))
-                left[dim] = dataclasses.replace(left[dim],
-                                                over=left[dim].over + (GRID_VARS[axis],))
+                variable = prime_variable(block.grid[axis])
+                found.append(Divides(variable, left[dim]))
+                left[dim] = dataclasses.replace(left[dim], over=left[dim].over + (variable,))
         if inp.fmap != NO_DIM and block.forloop_range > 1:
             found.append(Divides(LOOP_VAR, left[inp.fmap]))
-    for axis, size in enumerate(block.grid):
-        if size > 1:
-            dims = [decode(shape[inp.imap[axis]]) for inp, shape in
-                    zip(block.inputs, source_shapes) if inp.imap[axis] != NO_DIM]
-            extent = Dim(extent.symbols + dims[0].symbols) if dims else extent
-    grid_vars = tuple(GRID_VARS[a] for a, size in enumerate(block.grid) if size > 1)
     if grid_vars:
+        extent = Dim(tuple(f"D{v[2:]}" for v in grid_vars))
         found.append(BlockCount(grid_vars, extent))
     info = block_shapes(block, source_shapes)
     accumulated = {o.output for o in block.ops if BLOCK_OPS[o.op].family == "accum"}
@@ -211,7 +203,7 @@ def instantiate(sgraph: SGraph, sizes: dict[str, int],
             ops.append(op)
             continue
         block = op.block
-        grid = tuple(assignment.get(PRIME_VARIABLE[g], 1) if g != 1 else 1
+        grid = tuple(assignment.get(prime_variable(g), 1) if g != 1 else 1
                      for g in block.grid)
         loop = assignment.get(LOOP_VAR, 1) if block.forloop_range != 1 else 1
         dimx = block.reduction_dimx
@@ -249,7 +241,7 @@ def sgraph_to_json(sgraph: SGraph) -> dict:
         if sym is None:
             continue
         block = kernel["block"]
-        block["grid"] = [1 if g == 1 else PRIME_VARIABLE[g] for g in block["grid"]]
+        block["grid"] = [1 if g == 1 else prime_variable(g) for g in block["grid"]]
         block["forloop_range"] = 1 if block["forloop_range"] == 1 else LOOP_VAR
         if any(o["op"] == "accum_sum_todimx" for o in block["ops"]):
             block["reduction_dimx"] = _symbolic_value(block["reduction_dimx"])
@@ -273,9 +265,9 @@ def sgraph_from_json(doc: dict) -> SGraph:
         kernel.pop("constraints", None)
         if kernel["op"] == "block":
             block = dict(kernel["block"])
-            block["grid"] = [1 if g == 1 else VARIABLE_PRIMES[g] for g in block["grid"]]
+            block["grid"] = [1 if g == 1 else variable_prime(g) for g in block["grid"]]
             block["forloop_range"] = (1 if block["forloop_range"] == 1
-                                      else VARIABLE_PRIMES[LOOP_VAR])
+                                      else variable_prime(LOOP_VAR))
             if isinstance(block.get("reduction_dimx"), str):
                 block["reduction_dimx"] = encode(parse_dim(block["reduction_dimx"]))
             kernel["block"] = block
