@@ -248,6 +248,16 @@ def test_one_checkpoint_serves_every_shape(tmp_path):
     assert len(memo) == 1
 
 
+def test_checkpoints_round_trip_with_split_variant_proofs(rms_checkpoint):
+    from mlc.compiler.superopt.symbolic.search import Checkpoint
+    checkpoint = dataclasses.replace(rms_checkpoint, proofs={
+        "0": {"proven": True, "seconds": 0.1, "reason": ""},
+        "2/split": {"proven": False, "seconds": 0.2, "reason": "saturated"}})
+    again = Checkpoint.from_json(json.loads(json.dumps(checkpoint.to_json())))
+    assert again.proofs == checkpoint.proofs and again.loaded
+    assert [s.describe() for s in again.sgraphs] == [s.describe() for s in checkpoint.sgraphs]
+
+
 def test_rebind_keeps_the_graph_and_changes_sizes():
     reference = get_workload("prism_attention")
     symbols = input_symbols(reference)

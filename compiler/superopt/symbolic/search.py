@@ -184,8 +184,8 @@ def _renamed(op, rename):
 class Checkpoint:
     """The verified sGraphs of one workload structure, with what the search counted.
 
-    proofs maps an sGraph's index to its formal proof ({"proven", "seconds", "reason"}),
-    filled in as sGraphs win instantiations.
+    proofs maps an sGraph's index ("3", or "3/split" for its split-reduction variant) to its
+    formal proof ({"proven", "seconds", "reason"}), filled in as sGraphs win instantiations.
     """
 
     key: str
@@ -198,7 +198,7 @@ class Checkpoint:
     budget_s: float
     budget_exhausted: bool
     options: dict
-    proofs: dict[int, dict] = field(default_factory=dict)
+    proofs: dict[str, dict] = field(default_factory=dict)
     loaded: bool = False
 
     def to_json(self) -> dict:
@@ -207,7 +207,7 @@ class Checkpoint:
                 "pruned": self.pruned, "complete": self.complete, "rejected": self.rejected,
                 "search_seconds": self.search_seconds, "budget_s": self.budget_s,
                 "budget_exhausted": self.budget_exhausted,
-                "proofs": {str(k): v for k, v in self.proofs.items()},
+                "proofs": dict(self.proofs),
                 "sgraphs": [sgraph_to_json(s) for s in self.sgraphs]}
 
     @staticmethod
@@ -217,7 +217,7 @@ class Checkpoint:
         return Checkpoint(doc["key"], [sgraph_from_json(s) for s in doc["sgraphs"]],
                           doc["enumerated"], doc["pruned"], doc["complete"], doc["rejected"],
                           doc["search_seconds"], doc["budget_s"], doc["budget_exhausted"],
-                          doc["options"], {int(k): v for k, v in doc["proofs"].items()},
+                          doc["options"], dict(doc["proofs"]),
                           loaded=True)
 
 
