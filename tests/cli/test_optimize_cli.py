@@ -19,7 +19,7 @@ import pytest
 BLOCK = Path(__file__).resolve().parents[2] / "examples" / "block.onnx"
 ROW_FIELDS = {"kernel", "region", "instances", "verified", "est_time_us",
               "baseline_est_time_us", "candidates", "search_seconds", "budget_exhausted",
-              "cached"}
+              "cached", "search", "verification"}
 
 
 def mlc(*args, cache: Path, **kwargs):
@@ -73,9 +73,13 @@ def test_report_lists_every_fused_kernel(optimized):
         assert ROW_FIELDS <= set(row)
         assert row["est_time_us"] <= row["baseline_est_time_us"]
         assert set(row["candidates"]) == {"enumerated", "pruned", "verified"}
+        assert row["search"] == "symbolic"  # the default
         if row["verified"]:
             assert row["candidates"]["verified"] >= 1
             assert row["est_time_us"] < row["baseline_est_time_us"]
+            assert row["verification"] in ("formal", "probabilistic")
+        else:
+            assert row["verification"] == "none"
         for suffix in (".json", ".py", ".cu", ".svg"):
             assert (out / "kernels" / f"{row['kernel']}{suffix}").is_file()
     assert sum(row["verified"] for row in rows) >= 3
@@ -94,6 +98,19 @@ def test_rerun_reads_the_cache(optimized, tmp_path):
     assert [r["est_time_us"] for r in second["kernels"]] == \
         [r["est_time_us"] for r in first["kernels"]]
     assert (tmp_path / "again" / "graph.json").read_text() == (out / "graph.json").read_text()
+
+
+@pytest.mark.parametrize("mode, check", [("symbolic", "formal"),
+                                         ("concrete", "probabilistic")])
+def test_search_mode_and_its_check_are_reported(mode, check, tmp_path):
+    from mlc.cli.testing import run_cli
+    out = tmp_path / mode
+    result = run_cli("optimize", "workload:prism_rms_norm:small", "--out", out, "--budget",
+                     "20", "--search", mode, "--no-cache", "--json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)["kernels"]
+    assert row["search"] == mode and row["verified"] and row["verification"] == check
+    assert f"| {mode} | {check} |" in (out / "report.md").read_text()
 
 
 def test_exhausted_budget_still_writes_a_runnable_artifact(tmp_path):

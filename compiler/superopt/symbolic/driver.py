@@ -21,6 +21,7 @@ from ..search.driver import Candidate, SearchResult
 from ..search.generators import dim_labels
 from ..verify import lower_to_mugraph, verify_many
 from ..verify.formal import prove_mugraph
+from ..verify.formal.prove import MAX_SECONDS
 from .dims import SymbolicError
 from .instantiate import instantiate_sgraph
 from .search import (
@@ -95,7 +96,8 @@ def search_symbolic(reference: Graph, *, gpu="h100", budget_s: float = 60.0,
             ranked.append((instance.est_time_us, proof_key, instance.graph))
     ranked.sort(key=lambda item: (item[0], item[1]))
     notify(f"instantiated {len(checkpoint.sgraphs)} sGraph(s): {len(ranked)} candidates")
-    verified = _verify(ranked, reference, checkpoint, seed, keep, prove, notify)
+    deadline = start + max(budget_s, 1.0)
+    verified = _verify(ranked, reference, checkpoint, seed, keep, prove, notify, deadline)
     if path is not None and prove:
         store_checkpoint(path, checkpoint)  # with the proofs found here
     best = Candidate(baseline, baseline_time, False, "none")
@@ -108,21 +110,25 @@ def search_symbolic(reference: Graph, *, gpu="h100", budget_s: float = 60.0,
                         mode="symbolic", verification=best.verification)
 
 
-def _verify(ranked, reference, checkpoint: Checkpoint, seed, keep, prove, notify):
+def _verify(ranked, reference, checkpoint: Checkpoint, seed, keep, prove, notify, deadline):
     """Cheapest first, until `keep` pass: a formal proof (once per sGraph, kept in the
-    checkpoint), else the probabilistic verifier at this shape, but only while nothing is
-    proven yet (a slower unproven candidate could not win, so it is not worth a check)."""
+    checkpoint; at most MAX_SECONDS, less when the budget runs out, but at least one), else
+    the probabilistic verifier at this shape, but only while nothing is proven yet (a slower
+    unproven candidate could not win, so it is not worth a check)."""
     verified = []
+    proofs: dict = {}  # this call's outcomes, also the ones the checkpoint does not keep
     for time_us, proof_key, graph in ranked:
-        if len(verified) >= keep:
+        if len(verified) >= keep or (verified and time.monotonic() > deadline):
             break
-        if prove and proof_key not in checkpoint.proofs:
+        if prove and proof_key not in checkpoint.proofs and proof_key not in proofs:
             notify(f"proving sGraph {proof_key}")
-            proof = prove_mugraph(graph, reference)
-            checkpoint.proofs[proof_key] = {"proven": proof.proven,
-                                            "seconds": round(proof.seconds, 3),
-                                            "reason": proof.reason}
-        if checkpoint.proofs.get(proof_key, {}).get("proven"):
+            left = max(1.0, min(MAX_SECONDS, deadline - time.monotonic()))
+            proof = prove_mugraph(graph, reference, max_seconds=left)
+            proofs[proof_key] = {"proven": proof.proven, "seconds": round(proof.seconds, 3),
+                                 "reason": proof.reason}
+            if proof.proven or left >= MAX_SECONDS:  # a budget-cut attempt may be retried
+                checkpoint.proofs[proof_key] = proofs[proof_key]
+        if {**checkpoint.proofs, **proofs}.get(proof_key, {}).get("proven"):
             verified.append(Candidate(graph, time_us, True, "formal"))
             continue
         if any(c.verification == "formal" for c in verified):

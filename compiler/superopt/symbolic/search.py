@@ -25,7 +25,9 @@ checkpoint keeps them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -38,7 +40,6 @@ from mlc.compiler.ir import Graph, TensorType
 from ..cost import load_gpu
 from ..mugraph.model import NO_DIM
 from ..mugraph.ops import MuGraphError
-from ..mugraph.serialize import mugraph_to_json
 from ..prune.space import TargetSpace
 from ..prune.terms import ir_output_terms
 from ..search import driver
@@ -129,8 +130,6 @@ class SymbolicEnumerator(Enumerator):
 def symbolic_schedules(shapes, labels, config=DEFAULT_CONFIG) -> list[Schedule]:
     """Every (grid labels, loop label) choice over block inputs with these dim labels; only
     data dims (int labels) are split, since only they have symbols."""
-    import itertools
-
     sizes = label_sizes(shapes, labels)
     order = sorted((label for label in sizes if isinstance(label, int)), key=repr)
     found = []
@@ -173,7 +172,6 @@ def _run_symbolic_task(task) -> tuple[Counts, list, bool]:
 
 
 def _renamed(op, rename):
-    import dataclasses
     return dataclasses.replace(op, inputs=tuple(rename.get(t, t) for t in op.inputs),
                                outputs=tuple(rename.get(t, t) for t in op.outputs))
 
@@ -318,9 +316,5 @@ def verify_small(sgraphs: list[SGraph], reference: Graph, symbols: dict,
 
 
 def describe_checkpoint(checkpoint: Checkpoint) -> list[str]:
+    """One line per sGraph: its index and SGraph.describe()."""
     return [f"{index}: {s.describe()}" for index, s in enumerate(checkpoint.sgraphs)]
-
-
-__all__ = ["Checkpoint", "checkpoint_path", "data_sizes", "input_symbols", "load_checkpoint",
-           "mugraph_to_json", "rebind", "store_checkpoint", "structure_key",
-           "symbolic_search", "verify_small"]

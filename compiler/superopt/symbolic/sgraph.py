@@ -3,9 +3,9 @@ grid sizes, for-loop ranges and tensor dims are symbolic, plus one constraint li
 
 An SGraph keeps its program at the generic point of dims.py (`generic`): every tile dim there
 is the exact image of its monomial, so shapes, terms and maps computed on it are the symbolic
-ones. Per graph-defined kernel it records which variables it has (g0.. per grid axis, f for
-the loop), which dim labels they split (the schedule), and the constraints any instantiation
-must meet:
+ones. Per graph-defined kernel it records which variables it has (gDk for a grid axis that
+splits dim Dk, f for the loop), which dim labels they split (the schedule), and the
+constraints any instantiation must meet:
 
 - divides(v, e): variable v splits symbolic dim e exactly (a grid axis splits its label, the
   loop splits what the grid left);
@@ -13,8 +13,10 @@ must meet:
   max_blocks);
 - smem(sum of w * tile): the block's tiles, at their widths, fit in shared memory.
 
-The constraints are collected as the program's ops are added (sgraph_from_program walks them
-in order) and evaluated by `violations` for a binding of data symbols and variables.
+The constraints are collected as the program's parts are added (sgraph_from_program walks the
+loaders, the grid, then the tiles in op order) and evaluated by `violation` for a binding of
+data symbols and variables. None can be decided without sizes: every one holds for small
+enough tiles, so the search keeps them all and instantiation filters by them.
 
     >>> sgraph.describe()  # rms_norm(X) @ W, X (D0, D1), W (D1, D2)
     'block[gD2 f=D1: accum_rms_ld matmul accum_sum div]'
@@ -112,7 +114,8 @@ class SGraph:
     symbols: dict[str, tuple]
 
     def describe(self) -> str:
-        """One line: each kernel as its op, or block[variable=label split ...: tile ops]."""
+        """One line: each kernel as its op, or block[its variables, f=the dim the loop walks:
+        tile ops]."""
         parts = []
         for op, kernel in zip(self.generic.ops, self.kernels):
             if kernel is None:
@@ -251,6 +254,19 @@ def sgraph_to_json(sgraph: SGraph) -> dict:
     return doc
 
 
+@dataclass(frozen=True)
+class _Schedule:
+    """What sgraph_from_program reads of a schedule: the labels its variables split."""
+
+    grid_labels: tuple
+    loop_label: object
+
+
+def _as_tuples(value):
+    """JSON lists back to the tuples dim labels are made of."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 def sgraph_from_json(doc: dict) -> SGraph:
     """Inverse of sgraph_to_json (constraints are recomputed from the program)."""
     generic_doc = {k: v for k, v in doc.items() if k != "kind"}
@@ -273,7 +289,7 @@ def sgraph_from_json(doc: dict) -> SGraph:
             kernel["block"] = block
         kernels_doc.append(kernel)
         schedules.append(None if schedule is None else _Schedule(
-            tuple(schedule["grid_labels"]), schedule["loop_label"]))
+            _as_tuples(schedule["grid_labels"]), _as_tuples(schedule["loop_label"])))
     generic_doc["kernels"] = kernels_doc
     generic = mugraph_from_json(generic_doc)
     symbols = {i["name"]: tuple(None if v == 1 else str(v) for v in i["shape"])
@@ -281,8 +297,3 @@ def sgraph_from_json(doc: dict) -> SGraph:
     return sgraph_from_program(generic.ops, schedules, generic.inputs, generic.outputs,
                                symbols, generic.name, generic.dtype)
 
-
-@dataclass(frozen=True)
-class _Schedule:
-    grid_labels: tuple
-    loop_label: object
