@@ -158,3 +158,22 @@ def test_proven_mutants_compute_the_reference(name):
             got = run_mugraph(graph, inputs, FloatArith())
             for output in graph.outputs:
                 np.testing.assert_allclose(got[output], expected[output], rtol=1e-6)
+
+
+def test_lora_folded_into_the_weight_is_proven():
+    """X (W + A B) per (row, column) block, the search's LoRA kernel: needs matmul-assoc
+    ((X A) B = X (A B)) and factoring X W + X (A B) = X (W + A B)."""
+    def tiled(name):  # X rows split over gx, replicated over gy; weights the other way round
+        return ("replicate", ("partition", ("var", name), -2, "gx"), "gy")
+
+    def columns(name):
+        return ("partition", ("replicate", ("var", name), "gx"), -1, "gy")
+
+    low_rank = ("matmul", ("replicate", ("replicate", ("var", "A"), "gx"), "gy"), columns("B"))
+    block = ("matmul", tiled("X"), ("add", columns("W"), low_rank))
+    candidate = {"O": ("combine", ("combine", block, -1, "gy"), -2, "gx")}
+    reference = {"O": ("add", ("matmul", ("var", "X"), ("var", "W")),
+                       ("matmul", ("matmul", ("var", "X"), ("var", "A")), ("var", "B")))}
+    proof = prove_terms(candidate, reference)
+    assert proof.proven, proof.reason
+    assert proof.seconds <= 10.0

@@ -154,6 +154,9 @@ def _algebra() -> list[Rewrite]:
         Rewrite("matmul-factor-right", ("add", ("matmul", A, C), ("matmul", B, C)),
                 ("matmul", ("add", A, B), C)),
         *_both_ways("mul-div-assoc", ("mul", A, ("div", B, C)), ("div", ("mul", A, B), C)),
+        # (x a) b = x (a b): a low-rank update folded into the weight, as LoRA kernels do
+        *_both_ways("matmul-assoc", ("matmul", A, ("matmul", B, C)),
+                    ("matmul", ("matmul", A, B), C)),
         # a per-row divisor (size 1 along the contracted dim) moves out of a matmul
         *_both_ways("matmul-row-divisor", ("matmul", ("div", A, C), B),
                     ("div", ("matmul", A, B), C), (("unit", C, -1),)),
