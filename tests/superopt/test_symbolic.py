@@ -243,6 +243,9 @@ def test_one_checkpoint_serves_every_shape(tmp_path):
     assert second.cached  # no second search: only an instantiation
     assert second.best.inputs == {n: t.shape for n, t in other.inputs.items()}
     assert verify(second.best, other).equivalent
+    elsewhere = search_symbolic(other, gpu="a100-80gb", budget_s=20, workers=1,
+                                cache_dir=tmp_path)
+    assert elsewhere.cached  # the sGraphs do not depend on the GPU, their sizes do
     memo: dict = {}
     search_symbolic(other, budget_s=20, workers=1, checkpoints=memo)
     assert len(memo) == 1

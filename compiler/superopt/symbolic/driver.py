@@ -40,8 +40,8 @@ def checkpoint_for(reference: Graph, *, gpu, budget_s: float, max_kernel_ops: in
                    checkpoints: dict | None) -> tuple[Checkpoint, Path | None, bool]:
     """The checkpoint of `reference`'s structure, its cache path, and whether it was searched
     now: from `checkpoints`, the cache, or a new symbolic search (then stored in both)."""
-    options = {"gpu": gpu.name, "max_kernel_ops": max_kernel_ops,
-               "max_block_ops": max_block_ops, "seed": seed}
+    # no GPU in the key: the sGraphs do not depend on it (only their instantiation does)
+    options = {"max_kernel_ops": max_kernel_ops, "max_block_ops": max_block_ops, "seed": seed}
     key = structure_key(reference)
     memo_key = json.dumps({"key": key, **options}, sort_keys=True)
     path = checkpoint_path(cache_dir, key, options) if cache_dir else None

@@ -284,8 +284,8 @@ def symbolic_search(reference: Graph, *, gpu="h100", budget_s: float = 60.0,
     sgraphs = [sgraph_from_json(found[text]) for text in sorted(found)]
     notify(f"verifying {len(sgraphs)} sGraph(s) at a small binding")
     verified = verify_small(sgraphs, reference, symbols, seed)
-    options = {"gpu": spec.name, "max_kernel_ops": max_kernel_ops,
-               "max_block_ops": max_block_ops, "seed": seed, "prune": prune}
+    options = {"max_kernel_ops": max_kernel_ops, "max_block_ops": max_block_ops,
+               "seed": seed, "prune": prune}
     return Checkpoint(structure_key(reference), verified, counts.visited, counts.pruned,
                       counts.complete, len(sgraphs) - len(verified),
                       time.monotonic() - start, budget_s, exhausted, options)
