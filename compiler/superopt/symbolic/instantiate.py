@@ -27,7 +27,7 @@ from mlc.compiler.ir import Graph
 
 from ..cost import estimate
 from ..cost.hardware import GpuSpec
-from ..mugraph.model import MuGraph, validate
+from ..mugraph.model import MuGraph, kernel_shapes, validate
 from ..mugraph.ops import MuGraphError
 from ..search.enumerate import Program
 from ..search.generators import DEFAULT_CONFIG, GeneratorConfig, Schedule, _spread
@@ -69,8 +69,8 @@ def variable_candidates(size: int, role: str, config: GeneratorConfig = DEFAULT_
 
 def assignments(kernel: SymKernel, sizes: dict, gpu: GpuSpec,
                 config: GeneratorConfig = DEFAULT_CONFIG) -> tuple[list[dict], int]:
-    """Feasible assignments of one kernel's variables (evenly spread, at most SPREAD) and
-    how many met every constraint."""
+    """Every assignment of one kernel's variables that meets its constraints, ordered by
+    block count (then values), and how many there are."""
     grid_vars = [v for v in kernel.variables if v != LOOP_VAR]
     if grid_vars != [grid_variable(label) for label in kernel.grid_labels]:
         return [], 0
@@ -124,16 +124,16 @@ def _best_assignment(feasible: list[dict], price) -> tuple[dict | None, int]:
     return feasible[best], len(priced)
 
 
-def _kernel_time(sgraph: SGraph, index: int, sizes: dict, assignment: dict,
+def _kernel_time(sgraph: SGraph, index: int, sizes: dict, shapes: dict, assignment: dict,
                  gpu: GpuSpec) -> float | None:
-    """Estimated time of kernel `index` alone under `assignment`, None if it does not fit."""
+    """Estimated time of kernel `index` alone under `assignment` (its inputs' shapes from
+    `shapes`), None if it does not fit."""
     alone = dataclasses.replace(sgraph, generic=dataclasses.replace(
         sgraph.generic, ops=(sgraph.generic.ops[index],),
         outputs=sgraph.generic.ops[index].outputs), kernels=(sgraph.kernels[index],))
     inputs_needed = set(sgraph.generic.ops[index].inputs)
     try:
         graph = instantiate(alone, sizes, [assignment])
-        shapes = _shapes_for(sgraph, sizes, index)
         graph = dataclasses.replace(graph, inputs={t: shapes[t] for t in inputs_needed})
         validate(graph, gpu.smem_per_block)
         return estimate(graph, gpu).time_us
@@ -144,7 +144,6 @@ def _kernel_time(sgraph: SGraph, index: int, sizes: dict, assignment: dict,
 def _shapes_for(sgraph: SGraph, sizes: dict, upto: int) -> dict:
     """Kernel-level shapes before kernel `upto` (kernel shapes do not depend on the
     variables: grid and loop only tile them)."""
-    from ..mugraph.model import kernel_shapes
     probe = [None if k is None else {v: 1 for v in k.variables} for k in sgraph.kernels]
     graph = instantiate(sgraph, sizes, probe)
     return kernel_shapes(dataclasses.replace(graph, ops=graph.ops[:upto], outputs=()))
@@ -163,8 +162,12 @@ def instantiate_sgraph(sgraph: SGraph, reference: Graph, sizes: dict, gpu: GpuSp
             continue
         options, count = assignments(kernel, sizes, gpu, config)
         feasible += count
+        try:
+            shapes = _shapes_for(sgraph, sizes, index)
+        except (MuGraphError, SymbolicError):
+            return []
         best, priced = _best_assignment(
-            options, lambda a, i=index: _kernel_time(sgraph, i, sizes, a, gpu))
+            options, lambda a, i=index, s=shapes: _kernel_time(sgraph, i, sizes, s, a, gpu))
         ranked += priced
         if best is None:
             return []
