@@ -54,6 +54,12 @@ def _best_size(op: KernelOp, schedule, shapes: dict, gpu: GpuSpec, dtype: str) -
     return best
 
 
+def renamed(op: KernelOp, rename: dict[str, str]) -> KernelOp:
+    """The kernel op with its input and output tensors renamed (others kept)."""
+    return dataclasses.replace(op, inputs=tuple(rename.get(t, t) for t in op.inputs),
+                               outputs=tuple(rename.get(t, t) for t in op.outputs))
+
+
 def tune(program: Program, reference: Graph, gpu: GpuSpec,
          dtype: str = "float16") -> tuple[MuGraph, float] | None:
     """The program at its cheapest sizes, outputs named as the reference's, and its estimated
@@ -64,9 +70,7 @@ def tune(program: Program, reference: Graph, gpu: GpuSpec,
     ops = [op if schedule is None else _best_size(op, schedule, shapes, gpu, dtype)
            for op, schedule in zip(program.ops, program.schedules)]
     rename = dict(zip(program.outputs, reference.outputs))
-    ops = [dataclasses.replace(op, inputs=tuple(rename.get(t, t) for t in op.inputs),
-                               outputs=tuple(rename.get(t, t) for t in op.outputs))
-           for op in ops]
+    ops = [renamed(op, rename) for op in ops]
     graph = MuGraph(reference.name, inputs, tuple(ops), tuple(reference.outputs), dtype)
     try:
         validate(graph, gpu.smem_per_block)

@@ -157,11 +157,3 @@ def decode(value: int) -> Dim:
     over += [LOOP_VAR] * (len(symbols) - loops)
     return Dim(tuple(symbols), tuple(over))
 
-
-def is_generic(value: int) -> bool:
-    """Is `value` the generic value of some monomial?"""
-    try:
-        decode(value)
-    except SymbolicError:
-        return False
-    return True

@@ -28,6 +28,7 @@ from .search import (
     Checkpoint,
     checkpoint_path,
     data_sizes,
+    input_symbols,
     load_checkpoint,
     store_checkpoint,
     structure_key,
@@ -35,14 +36,15 @@ from .search import (
 )
 
 
-def checkpoint_for(reference: Graph, *, gpu, budget_s: float, max_kernel_ops: int,
-                   max_block_ops: int, seed: int, workers, progress, cache_dir,
-                   checkpoints: dict | None) -> tuple[Checkpoint, Path | None, bool]:
+def checkpoint_for(reference: Graph, symbols: dict, *, gpu, budget_s: float,
+                   max_kernel_ops: int, max_block_ops: int, seed: int, workers, progress,
+                   cache_dir, checkpoints: dict | None
+                   ) -> tuple[Checkpoint, Path | None, bool]:
     """The checkpoint of `reference`'s structure, its cache path, and whether it was searched
     now: from `checkpoints`, the cache, or a new symbolic search (then stored in both)."""
     # no GPU in the key: the sGraphs do not depend on it (only their instantiation does)
     options = {"max_kernel_ops": max_kernel_ops, "max_block_ops": max_block_ops, "seed": seed}
-    key = structure_key(reference)
+    key = structure_key(reference, symbols)
     memo_key = json.dumps({"key": key, **options}, sort_keys=True)
     path = checkpoint_path(cache_dir, key, options) if cache_dir else None
     if checkpoints is not None and memo_key in checkpoints:
@@ -77,18 +79,19 @@ def search_symbolic(reference: Graph, *, gpu="h100", budget_s: float = 60.0,
     start = time.monotonic()
     spec = load_gpu(gpu) if isinstance(gpu, str) else gpu
     notify = progress or (lambda message="", **_: None)
+    baseline = lower_to_mugraph(reference)
+    labels = dim_labels(baseline)
     try:
-        sizes = data_sizes(reference)
+        symbols = input_symbols(reference, labels)
+        sizes = data_sizes(reference, symbols)
         checkpoint, path, fresh = checkpoint_for(
-            reference, gpu=spec, budget_s=budget_s, max_kernel_ops=max_kernel_ops,
+            reference, symbols, gpu=spec, budget_s=budget_s, max_kernel_ops=max_kernel_ops,
             max_block_ops=max_block_ops, seed=seed, workers=workers, progress=progress,
             cache_dir=cache_dir, checkpoints=checkpoints)
     except IRError as err:
         raise SymbolicError(f"{reference.name}: does not rebind to symbolic sizes ({err})") \
             from None
-    baseline = lower_to_mugraph(reference)
     baseline_time = estimate(baseline, spec).time_us
-    labels = dim_labels(baseline)
     ranked = []
     for index, sgraph in enumerate(checkpoint.sgraphs):
         for instance in instantiate_sgraph(sgraph, reference, sizes, spec, labels):
@@ -116,11 +119,11 @@ def _verify(ranked, reference, checkpoint: Checkpoint, seed, keep, prove, notify
     the probabilistic verifier at this shape, but only while nothing is proven yet (a slower
     unproven candidate could not win, so it is not worth a check)."""
     verified = []
-    proofs: dict = {}  # this call's outcomes, also the ones the checkpoint does not keep
+    proofs = dict(checkpoint.proofs)  # plus this call's, also those the checkpoint won't keep
     for time_us, proof_key, graph in ranked:
         if len(verified) >= keep or (verified and time.monotonic() > deadline):
             break
-        if prove and proof_key not in checkpoint.proofs and proof_key not in proofs:
+        if prove and proof_key not in proofs:
             notify(f"proving sGraph {proof_key}")
             left = max(1.0, min(MAX_SECONDS, deadline - time.monotonic()))
             proof = prove_mugraph(graph, reference, max_seconds=left)
@@ -128,7 +131,7 @@ def _verify(ranked, reference, checkpoint: Checkpoint, seed, keep, prove, notify
                                  "reason": proof.reason}
             if proof.proven or left >= MAX_SECONDS:  # a budget-cut attempt may be retried
                 checkpoint.proofs[proof_key] = proofs[proof_key]
-        if {**checkpoint.proofs, **proofs}.get(proof_key, {}).get("proven"):
+        if proofs.get(proof_key, {}).get("proven"):
             verified.append(Candidate(graph, time_us, True, "formal"))
             continue
         if any(c.verification == "formal" for c in verified):

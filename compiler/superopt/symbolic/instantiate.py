@@ -40,13 +40,11 @@ SPREAD = 20  # assignments ranked per kernel (Prism's autotuner profiles about 2
 
 @dataclass(frozen=True)
 class Instance:
-    """One sGraph bound for one shape: the µGraph, its estimated time, how many assignments
-    met the constraints and how many were priced, and whether it is the split variant."""
+    """One sGraph bound for one shape: the µGraph, its estimated time, and whether it is the
+    split-reduction variant."""
 
     graph: MuGraph
     est_time_us: float
-    feasible: int
-    ranked: int
     split: bool = False
 
 
@@ -100,9 +98,9 @@ def assignments(kernel: SymKernel, sizes: dict, gpu: GpuSpec,
     return feasible, len(feasible)
 
 
-def _best_assignment(feasible: list[dict], price) -> tuple[dict | None, int]:
+def _best_assignment(feasible: list[dict], price) -> dict | None:
     """Rank SPREAD evenly spaced assignments by `price` (None: does not fit), then SPREAD
-    more between the winner's neighbours; the cheapest and how many were priced."""
+    more between the winner's neighbours; the cheapest (None if none fits)."""
     priced: dict[int, float | None] = {}
 
     def rank(indices):
@@ -114,14 +112,14 @@ def _best_assignment(feasible: list[dict], price) -> tuple[dict | None, int]:
     rank(_spread(positions, SPREAD))
     timed = [i for i, t in priced.items() if t is not None]
     if not timed:
-        return None, len(priced)
+        return None
     best = min(timed, key=lambda i: (priced[i], i))
     below = max((i for i in priced if i < best), default=best)
     above = min((i for i in priced if i > best), default=best)
     rank(_spread(positions[below:above + 1], SPREAD))
     timed = [i for i, t in priced.items() if t is not None]
     best = min(timed, key=lambda i: (priced[i], i))
-    return feasible[best], len(priced)
+    return feasible[best]
 
 
 def _kernel_time(sgraph: SGraph, index: int, sizes: dict, shapes: dict, assignment: dict,
@@ -155,20 +153,18 @@ def instantiate_sgraph(sgraph: SGraph, reference: Graph, sizes: dict, gpu: GpuSp
     """The best binding of `sgraph` for `reference`'s shape (data symbols bound by `sizes`),
     plus its split-reduction variant when one applies and `labels` (the reference's dim
     labels) are given; [] when no assignment meets the constraints."""
-    chosen, feasible, ranked = [], 0, 0
+    chosen = []
     for index, kernel in enumerate(sgraph.kernels):
         if kernel is None:
             chosen.append(None)
             continue
-        options, count = assignments(kernel, sizes, gpu, config)
-        feasible += count
+        options, _ = assignments(kernel, sizes, gpu, config)
         try:
             shapes = _shapes_for(sgraph, sizes, index)
         except (MuGraphError, SymbolicError):
             return []
-        best, priced = _best_assignment(
+        best = _best_assignment(
             options, lambda a, i=index, s=shapes: _kernel_time(sgraph, i, sizes, s, a, gpu))
-        ranked += priced
         if best is None:
             return []
         chosen.append(best)
@@ -178,7 +174,7 @@ def instantiate_sgraph(sgraph: SGraph, reference: Graph, sizes: dict, gpu: GpuSp
         time_us = estimate(graph, gpu).time_us
     except (MuGraphError, SymbolicError):
         return []
-    found = [Instance(graph, time_us, feasible, ranked)]
+    found = [Instance(graph, time_us)]
     if labels is not None and len(graph.ops) == 1 and sgraph.kernels[0] is not None:
         kernel = sgraph.kernels[0]
         block = graph.ops[0].block
@@ -188,5 +184,5 @@ def instantiate_sgraph(sgraph: SGraph, reference: Graph, sizes: dict, gpu: GpuSp
                             ((block.grid, block.forloop_range),))
         program = Program(graph.ops, (schedule,), graph.outputs)
         for variant, variant_us in split_variants(program, reference, labels, gpu, config):
-            found.append(Instance(variant, variant_us, feasible, ranked, split=True))
+            found.append(Instance(variant, variant_us, split=True))
     return found

@@ -25,7 +25,6 @@ checkpoint keeps them.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from mlc.compiler.artifact import atomic_file
 from mlc.compiler.ir import Graph, TensorType
 
 from ..cost import load_gpu
@@ -44,7 +44,8 @@ from ..prune.space import TargetSpace
 from ..prune.terms import ir_output_terms
 from ..search import driver
 from ..search.enumerate import Counts, Enumerator, OutOfTime
-from ..search.generators import DEFAULT_CONFIG, Schedule, dim_labels, label_sizes
+from ..search.generators import DEFAULT_CONFIG, Schedule, _dim_of, dim_labels, label_sizes
+from ..search.tune import renamed
 from ..verify import lower_to_mugraph, verify_many
 from .dims import (
     LOOP_VAR,
@@ -64,17 +65,18 @@ SMALL_BASE = 8  # data symbol k is SMALL_BASE + 4k there: distinct, divisible by
 
 # ---- the structure of a workload -------------------------------------------------------------
 
-def input_symbols(reference: Graph) -> dict[str, tuple]:
-    """The data symbol of every input dim (None for size-1 dims), from the dim labels."""
-    labels = dim_labels(lower_to_mugraph(reference))
+def input_symbols(reference: Graph, labels: dict | None = None) -> dict[str, tuple]:
+    """The data symbol of every input dim (None for size-1 dims), from the dim labels
+    (generators.dim_labels of the reference's lowering, computed when not given)."""
+    labels = labels or dim_labels(lower_to_mugraph(reference))
     return {name: tuple(None if label is None else symbol(label) for label in labels[name])
             for name in reference.inputs}
 
 
-def structure_key(reference: Graph) -> str:
+def structure_key(reference: Graph, symbols: dict | None = None) -> str:
     """sha256 of the reference with sizes replaced by data symbols (names of the graph and of
     its nodes left out): equal for every shape of one workload."""
-    symbols = input_symbols(reference)
+    symbols = symbols or input_symbols(reference)
     doc = {"version": CHECKPOINT_VERSION,
            "inputs": [[n, list(symbols[n]), t.dtype] for n, t in reference.inputs.items()],
            "weights": [[n, list(w.shape)] for n, w in reference.weights.items()],
@@ -84,11 +86,11 @@ def structure_key(reference: Graph) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def data_sizes(reference: Graph) -> dict[str, int]:
+def data_sizes(reference: Graph, symbols: dict | None = None) -> dict[str, int]:
     """The binding of every data symbol of a concrete reference; raises SymbolicError when
     one symbol has two sizes."""
     sizes: dict[str, int] = {}
-    for name, row in input_symbols(reference).items():
+    for name, row in (symbols or input_symbols(reference)).items():
         for sym, size in zip(row, reference.inputs[name].shape):
             if sym is not None and sizes.setdefault(sym, size) != size:
                 raise SymbolicError(f"input {name!r}: {sym} is {size} here and "
@@ -135,13 +137,12 @@ def symbolic_schedules(shapes, labels, config=DEFAULT_CONFIG) -> list[Schedule]:
     found = []
     for count in range(1, config.max_grid_dims + 1):
         for grid_labels in itertools.combinations(order, count):
-            imaps = tuple(tuple(row.index(grid_labels[a]) if a < count and grid_labels[a] in row
-                                else NO_DIM for a in range(3)) for row in labels)
+            imaps = tuple(tuple(_dim_of(row, grid_labels[a]) if a < count else NO_DIM
+                                for a in range(3)) for row in labels)
             grid = tuple(variable_prime(grid_variable(label)) for label in grid_labels)
             grid += (1,) * (3 - count)
             for loop_label in (None, *order):
-                fmaps = tuple(row.index(loop_label) if loop_label in row else NO_DIM
-                              for row in labels)
+                fmaps = tuple(_dim_of(row, loop_label) for row in labels)
                 loop = 1 if loop_label is None else variable_prime(LOOP_VAR)
                 found.append(Schedule(grid_labels, loop_label, imaps, fmaps, ((grid, loop),)))
     return found
@@ -159,7 +160,7 @@ def _run_symbolic_task(task) -> tuple[Counts, list, bool]:
     try:
         for program in enumerator.run(choices, kernel_ops):
             rename = dict(zip(program.outputs, generic.outputs))
-            ops = [_renamed(op, rename) for op in program.ops]
+            ops = [renamed(op, rename) for op in program.ops]
             try:
                 sgraph = sgraph_from_program(ops, program.schedules, inputs, generic.outputs,
                                              symbols, generic.name)
@@ -169,11 +170,6 @@ def _run_symbolic_task(task) -> tuple[Counts, list, bool]:
     except OutOfTime:
         timed_out = True
     return enumerator.counts, found, timed_out
-
-
-def _renamed(op, rename):
-    return dataclasses.replace(op, inputs=tuple(rename.get(t, t) for t in op.inputs),
-                               outputs=tuple(rename.get(t, t) for t in op.outputs))
 
 
 # ---- the checkpoint ------------------------------------------------------------------------
@@ -238,10 +234,8 @@ def load_checkpoint(path: Path, budget_s: float) -> Checkpoint | None:
 
 
 def store_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(checkpoint.to_json()))
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(checkpoint.to_json()))
 
 
 # ---- the search ------------------------------------------------------------------------------
@@ -286,7 +280,7 @@ def symbolic_search(reference: Graph, *, gpu="h100", budget_s: float = 60.0,
     verified = verify_small(sgraphs, reference, symbols, seed)
     options = {"max_kernel_ops": max_kernel_ops, "max_block_ops": max_block_ops,
                "seed": seed, "prune": prune}
-    return Checkpoint(structure_key(reference), verified, counts.visited, counts.pruned,
+    return Checkpoint(structure_key(reference, symbols), verified, counts.visited, counts.pruned,
                       counts.complete, len(sgraphs) - len(verified),
                       time.monotonic() - start, budget_s, exhausted, options)
 
@@ -314,7 +308,3 @@ def verify_small(sgraphs: list[SGraph], reference: Graph, symbols: dict,
     verdicts = verify_many(graphs, small, seed=seed) if graphs else []
     return [s for s, verdict in zip(kept, verdicts) if verdict.equivalent]
 
-
-def describe_checkpoint(checkpoint: Checkpoint) -> list[str]:
-    """One line per sGraph: its index and SGraph.describe()."""
-    return [f"{index}: {s.describe()}" for index, s in enumerate(checkpoint.sgraphs)]
