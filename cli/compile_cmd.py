@@ -12,7 +12,7 @@ import click
 from mlc.compiler.artifact import REPORT_FORMAT_VERSION, atomic_directory
 from mlc.compiler.errors import MlcError
 
-from .common import emit, json_option
+from .common import emit, force_option, json_option
 
 
 def load_mugraph_spec(spec: str):
@@ -52,8 +52,9 @@ def _nvcc_check(source: str, arch: str) -> dict:
               help="GPU spec from specs/hardware (h100, h200, a100-80gb, l40s, ...) or a JSON.")
 @click.option("--nvcc/--no-nvcc", default=True, show_default=True,
               help="Compile-check the CUDA source with nvcc for the target's arch.")
+@force_option
 @json_option
-def compile_cmd(mugraph: str, out: Path, target: str, nvcc: bool, as_json: bool) -> None:
+def compile_cmd(mugraph: str, out: Path, target: str, nvcc: bool, as_json: bool, force: bool = False) -> None:
     """Render MUGRAPH (a µGraph JSON or fixture:NAME) to Triton and CUDA, estimate its time on
     the target, and write an artifact directory that `mlc run DIR` executes.
 
@@ -91,7 +92,8 @@ def compile_cmd(mugraph: str, out: Path, target: str, nvcc: bool, as_json: bool)
               f"{k['dram_bytes'] / 1e6:.2f} | {k['est_time_us']:.2f} | {k['bound']} |"
               for k in kernels]
     lines += ["", f"nvcc ({gpu.arch}): {nvcc_result['status']}", ""]
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, force=force,
+                            inputs=[mugraph]) as tmp:
         (tmp / "kernels").mkdir()
         (tmp / "kernels" / "mugraph.json").write_text(
             json.dumps(mugraph_to_json(graph), indent=1) + "\n")

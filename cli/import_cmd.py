@@ -12,7 +12,7 @@ from mlc.compiler.frontends import load_model
 from mlc.compiler.ir.analysis import graph_stats
 from mlc.compiler.ir.text import format_summary
 
-from .common import emit, json_option, parse_shapes, shape_option
+from .common import emit, force_option, json_option, parse_shapes, shape_option
 
 
 @click.command("import")
@@ -20,8 +20,9 @@ from .common import emit, json_option, parse_shapes, shape_option
 @click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR",
               help="Artifact directory to write (replaced atomically).")
 @shape_option
+@force_option
 @json_option
-def import_cmd(model: str, out: Path, shapes, as_json: bool) -> None:
+def import_cmd(model: str, out: Path, shapes, as_json: bool, force: bool = False) -> None:
     """Import MODEL into the IR and write an artifact directory that `mlc run DIR` executes.
 
     \b
@@ -37,6 +38,6 @@ def import_cmd(model: str, out: Path, shapes, as_json: bool) -> None:
               "outputs": {n: str(graph.types[n]) for n in graph.outputs}}
     report_md = (f"# mlc import: {graph.name}\n\nSource: `{model}`, imported in "
                  f"{seconds:.3f} s.\n\n```\n{format_summary(graph)}\n```\n")
-    write_artifact(out, graph, report, report_md)
+    write_artifact(out, graph, report, report_md, force=force, inputs=[model])
     emit(as_json, report, f"{format_summary(graph)}\nwrote {out}/ (graph.json, weights, "
          "report.json, report.md)")

@@ -15,7 +15,7 @@ from .common import emit, json_option, parse_shapes, shape_option
 @click.command("inspect")
 @click.argument("model")
 @shape_option
-@click.option("--nodes", "max_nodes", type=int, default=None, metavar="N",
+@click.option("--nodes", "max_nodes", type=click.IntRange(min=0), default=None, metavar="N",
               help="Print at most N nodes of the text form.")
 @json_option
 def inspect_cmd(model: str, shapes, max_nodes, as_json: bool) -> None:

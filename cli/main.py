@@ -45,6 +45,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
     \b
     Example:
       mlc inspect model.onnx --shape input_ids=2x16
+
+    \b
+    Exit codes:
+      0 ok, 1 bad input or refused request (one line: what, where, what to do),
+      2 usage, 3 a negative verdict (not equivalent, --check failed),
+      70 internal error (please report it), 130 interrupted (Ctrl-C)
     """
     ctx.obj = {"debug": debug}
     logging.basicConfig(format="mlc: %(message)s", level=logging.WARNING, stream=sys.stderr,

@@ -12,7 +12,7 @@ from mlc.compiler.artifact import REPORT_FORMAT_VERSION, atomic_directory
 from mlc.compiler.frontends import load_model
 from mlc.compiler.ir.serialize import save_graph
 
-from .common import emit, json_option, parse_shapes, shape_option
+from .common import emit, force_option, json_option, parse_shapes, shape_option
 
 
 def _write_kernels(folder: Path, index: int, graph) -> None:
@@ -91,9 +91,10 @@ class _progress_bar:
               help="Search-result cache (default: $MLC_CACHE_DIR or ~/.cache/mlc/search).")
 @click.option("--no-cache", is_flag=True, help="Search again even when a result is cached.")
 @shape_option
+@force_option
 @json_option
 def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed, search_mode,
-                 cache_dir, no_cache, shapes, as_json) -> None:
+                 cache_dir, no_cache, shapes, as_json, force: bool = False) -> None:
     """Superoptimize MODEL: fuse its matmul / elementwise / reduction / softmax regions into
     verified µGraph kernels (Triton + CUDA) and write an artifact that `mlc run DIR` executes.
 
@@ -120,7 +121,8 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
               "target": gpu.name, "time_source": "estimated",
               "search_seconds": round(result.search_seconds, 3), "kernels": rows,
               "notes": result.notes}
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, force=force,
+                            inputs=[model]) as tmp:
         save_graph(result.graph, tmp)
         (tmp / "kernels").mkdir()
         for index, region_result in enumerate(result.results):

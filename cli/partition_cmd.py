@@ -12,7 +12,7 @@ import click
 from mlc.compiler.artifact import REPORT_FORMAT_VERSION, atomic_directory
 from mlc.compiler.errors import MlcError
 
-from .common import emit, json_option
+from .common import emit, force_option, json_option
 
 _UNITS = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10,
           "mib": 2**20, "gib": 2**30}
@@ -56,9 +56,10 @@ def _summary(name: str, planned) -> dict:
 @click.option("--profile", is_flag=True,
               help="Time each op with torch on this machine instead of estimating from --gpu.")
 @click.option("--out", type=click.Path(file_okay=False), help="Directory to write.")
+@force_option
 @json_option
 def partition_cmd(model, devices, device_memory, batch, max_stages, micro_batch, gpu, profile,
-                  out, as_json) -> None:
+                  out, as_json, force: bool = False) -> None:
     """Partition MODEL into a graph of pipeline stages, plus a sequential baseline.
 
     \b
@@ -98,7 +99,8 @@ def partition_cmd(model, devices, device_memory, batch, max_stages, micro_batch,
     report["speedup"] = (report["graph_pipeline"]["throughput"]
                          / report["sequential_pipeline"]["throughput"])
     if out:
-        with atomic_directory(Path(out)) as tmp:
+        with atomic_directory(Path(out), force=force,
+                            inputs=[model]) as tmp:
             save_graph(graph, tmp)
             (tmp / "sequential").mkdir()
             save_graph(graph, tmp / "sequential")  # so `mlc train OUT/sequential` runs as is

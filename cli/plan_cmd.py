@@ -3,13 +3,11 @@ least cost (Coral-style two-stage MILP), with baselines, a simulation and vLLM c
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
 import click
 
-from mlc.compiler.artifact import atomic_directory
+from mlc.compiler.artifact import atomic_directory, check_output_directory
 from mlc.compiler.errors import MlcError
 from mlc.compiler.plan.coral.catalog import load_catalog
 from mlc.compiler.plan.coral.inputs import load_document, parse_demand
@@ -17,8 +15,14 @@ from mlc.compiler.plan.coral.markdown import report_markdown
 from mlc.compiler.plan.coral.planner import plan_serve
 from mlc.compiler.plan.coserve.planner import plan_coserve
 from mlc.compiler.plan.coserve.traces import generate_trace, read_trace
+from mlc.compiler.plan.models import list_models
+from mlc.compiler.safe_io import dump_json, read_json
 
-from .common import emit, json_option
+from .common import FiniteFloat, emit, force_option, json_option
+from .serve_cmd import parse_duration
+
+SEED = click.IntRange(min=0, max=2**32 - 1)
+MAX_GPUS, MAX_SECONDS = 64, 3600.0  # a larger simulation takes longer than anyone waits
 
 
 @click.group("plan")
@@ -33,14 +37,26 @@ def plan_group() -> None:
 
 
 def _read_previous(plan_dir: str) -> tuple[dict, dict]:
+    """plan.json and stage1.json of a previous `plan serve`, read whole into memory (so the
+    same folder may be the new --out) and checked to be what `plan serve` writes."""
     folder = Path(plan_dir)
-    try:
-        plan = json.loads((folder / "plan.json").read_text())
-        stage1 = json.loads((folder / "stage1.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    if not (folder / "plan.json").is_file() or not (folder / "stage1.json").is_file():
         raise MlcError(f"--replan {plan_dir}: not a plan directory (needs plan.json and "
-                       "stage1.json from `mlc plan serve`)") from None
+                       "stage1.json from `mlc plan serve`)")
+    plan = read_json(folder / "plan.json", "serving plan (plan.json)")
+    stage1 = read_json(folder / "stage1.json", "stage-1 cache (stage1.json)")
+    inputs = plan.get("inputs") if isinstance(plan, dict) else None
+    if not isinstance(inputs, dict) or not isinstance(inputs.get("demand"), dict) \
+            or not isinstance(inputs.get("gpus", {}), dict):
+        raise MlcError(f"{folder / 'plan.json'}: not a plan from `mlc plan serve` (it lacks "
+                       "inputs.demand); rerun `mlc plan serve --demand FILE`")
     return plan, stage1
+
+
+def _write_documents(folder: Path, documents) -> None:
+    """Each (name, document) as indented JSON; NaN or infinity is an error, never written."""
+    for name, doc in documents:
+        (folder / name).write_text(dump_json(doc, indent=1) + "\n")
 
 
 def _summary_text(plan: dict, report: dict, out: str) -> str:
@@ -67,10 +83,13 @@ def _summary_text(plan: dict, report: dict, out: str) -> str:
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Plan directory to write.")
 @click.option("--replan", "replan_dir", type=click.Path(file_okay=False),
-              help="A previous plan directory: reuse its stage 1, rerun only stage 2.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the simulation.")
+              help="A previous plan directory: reuse its stage 1, rerun only stage 2. It may "
+                   "be --out itself: it is read whole first and replaced atomically.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of the simulation.")
+@force_option
 @json_option
-def serve_cmd(demand_file, gpus_file, out, replan_dir, seed, as_json) -> None:
+def serve_cmd(demand_file, gpus_file, out, replan_dir, seed, as_json, force: bool = False) -> None:
     """Plan many LLMs over heterogeneous cloud GPUs at least cost.
 
     \b
@@ -79,7 +98,14 @@ def serve_cmd(demand_file, gpus_file, out, replan_dir, seed, as_json) -> None:
              "output_tokens": 256}}' > demand.json
       mlc plan serve --demand demand.json --gpus gpus.json --out build/plan
       mlc plan serve --gpus scarce.json --replan build/plan --out build/plan2
+
+    `--replan P --out P` updates a plan in place: P must be a plan mlc wrote (else --force);
+    plan.json and stage1.json are read whole before planning, and P is replaced only when the
+    new plan is complete, so a failed re-plan leaves P as it was.
     """
+    out = Path(out)
+    check_output_directory(out, force=force, inputs=_plan_inputs(demand_file, gpus_file,
+                                                                 replan_dir, out))
     previous, cache = ({}, None) if replan_dir is None else _read_previous(replan_dir)
     if demand_file is not None:
         demand_doc = load_document(demand_file, "demand")
@@ -88,26 +114,27 @@ def serve_cmd(demand_file, gpus_file, out, replan_dir, seed, as_json) -> None:
     else:
         raise MlcError("--demand FILE is required (or --replan PLAN to reuse a plan's demand)")
     demand = parse_demand(demand_doc, demand_file or f"{replan_dir}/plan.json")
-    overrides = load_document(gpus_file, "GPU") if gpus_file is not None \
-        else previous.get("inputs", {}).get("gpus", {})
-    catalog = load_catalog(overrides)
+    if gpus_file is not None:
+        overrides, where = load_document(gpus_file, "GPU"), str(gpus_file)
+    else:
+        overrides, where = previous.get("inputs", {}).get("gpus", {}), f"{replan_dir}/plan.json"
+    catalog = load_catalog(overrides, where=where)
     click.echo("planning " + ", ".join(demand) + (" (re-plan)" if cache else ""), err=True)
     result = plan_serve(demand, catalog, cache=cache, seed=seed, overrides=overrides)
     result.report["source"] = str(demand_file or Path(replan_dir) / "plan.json")
-    with atomic_directory(Path(out)) as tmp:
-        for name, doc in (("plan.json", result.plan), ("report.json", result.report),
-                          ("stage1.json", result.stage1)):
-            (tmp / name).write_text(json.dumps(doc, indent=1) + "\n")
+    with atomic_directory(out, force=force, inputs=_plan_inputs(demand_file, gpus_file,
+                                                                replan_dir, out)) as tmp:
+        _write_documents(tmp, (("plan.json", result.plan), ("report.json", result.report),
+                               ("stage1.json", result.stage1)))
         (tmp / "report.md").write_text(report_markdown(result.plan, result.report))
     emit(as_json, result.report, _summary_text(result.plan, result.report, out))
 
 
-def _parse_seconds(value: str, option: str) -> float:
-    """'45ms', '0.045s' or a bare number of milliseconds -> seconds."""
-    found = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s)?\s*", value)
-    if not found or float(found.group(1)) <= 0:
-        raise MlcError(f"{option} {value!r}: expected a positive time like 45ms or 0.045s")
-    return float(found.group(1)) / (1 if found.group(2) == "s" else 1e3)
+def _plan_inputs(demand_file, gpus_file, replan_dir, out: Path) -> list:
+    """The paths --out must not hold. A --replan folder that is --out itself is allowed: it was
+    read whole before planning and is replaced atomically (see serve_cmd)."""
+    same = replan_dir is not None and Path(replan_dir).resolve() == out.resolve()
+    return [demand_file, gpus_file, None if same else replan_dir]
 
 
 def _coserve_text(plan: dict, report: dict, out: str) -> str:
@@ -127,22 +154,32 @@ def _coserve_text(plan: dict, report: dict, out: str) -> str:
 
 
 @plan_group.command("coserve")
-@click.option("--model", required=True, help="Model name from specs/models (llama-3.1-8b, ...).")
-@click.option("--gpu", default="a100-80gb", show_default=True, help="GPU type (specs/hardware).")
-@click.option("--gpus", default=1, show_default=True, help="GPUs in the deployment.")
-@click.option("--tp", type=int, help="Tensor parallelism per replica [default: smallest fit].")
-@click.option("--rate", type=float, help="Requests/s of a generated trace.")
+@click.option("--model", required=True,
+              type=click.Choice(list_models(), case_sensitive=False),
+              help="Model name from specs/models (llama-3.1-8b, ...).")
+@click.option("--gpu", default="a100-80gb", show_default=True,
+              help="GPU type (specs/hardware; aliases like a100 work) or a spec JSON file.")
+@click.option("--gpus", type=click.IntRange(1, MAX_GPUS), default=1, show_default=True,
+              help="GPUs in the deployment.")
+@click.option("--tp", type=click.IntRange(1, 8),
+              help="Tensor parallelism per replica [default: smallest fit].")
+@click.option("--rate", type=FiniteFloat(min=0, min_open=True),
+              help="Requests/s of a generated trace.")
 @click.option("--slo-tpot", required=True, help="Time-per-output-token SLO, e.g. 45ms.")
-@click.option("--lora-rank", default=16, show_default=True, help="LoRA rank of the finetuning.")
-@click.option("--duration", default=60.0, show_default=True, help="Simulated seconds.")
+@click.option("--lora-rank", type=click.IntRange(1, 4096), default=16, show_default=True,
+              help="LoRA rank of the finetuning.")
+@click.option("--duration", type=FiniteFloat(min=0, min_open=True, max=MAX_SECONDS),
+              default=60.0, show_default=True, help="Simulated seconds.")
 @click.option("--trace", "trace", default="poisson", show_default=True,
               help="poisson, bursty, or a JSON-lines trace file.")
-@click.option("--seed", default=0, show_default=True, help="Seed of a generated trace.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of a generated trace.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Plan directory to write.")
+@force_option
 @json_option
 def coserve_cmd(model, gpu, gpus, tp, rate, slo_tpot, lora_rank, duration, trace, seed, out,
-                as_json) -> None:
+                as_json, force: bool = False) -> None:
     """Co-serve inference and LoRA finetuning (FlexLLM) and compare with the alternatives.
 
     Sizes the token budget and finetuning limits under the TPOT SLO, then simulates
@@ -153,8 +190,11 @@ def coserve_cmd(model, gpu, gpus, tp, rate, slo_tpot, lora_rank, duration, trace
       mlc plan coserve --model llama-3.1-8b --gpu a100-80gb --gpus 4 --rate 20 \\
           --slo-tpot 45ms --out build/coserve
     """
-    slo = _parse_seconds(slo_tpot, "--slo-tpot")
-    if trace in ("poisson", "bursty"):
+    generated = trace in ("poisson", "bursty")
+    out = Path(out)
+    check_output_directory(out, force=force, inputs=[] if generated else [trace])
+    slo = parse_duration(slo_tpot, "--slo-tpot")
+    if generated:
         if rate is None:
             raise MlcError(f"--rate is required with --trace {trace} (requests/s)")
         requests = generate_trace(rate, duration, trace, seed)
@@ -162,7 +202,6 @@ def coserve_cmd(model, gpu, gpus, tp, rate, slo_tpot, lora_rank, duration, trace
         requests = read_trace(trace)
     plan, report = plan_coserve(model, gpu, gpus, slo, requests, duration, lora_rank, tp,
                                 trace)
-    with atomic_directory(Path(out)) as tmp:
-        for name, doc in (("plan.json", plan), ("report.json", report)):
-            (tmp / name).write_text(json.dumps(doc, indent=1) + "\n")
+    with atomic_directory(out, force=force, inputs=[] if generated else [trace]) as tmp:
+        _write_documents(tmp, (("plan.json", plan), ("report.json", report)))
     emit(as_json, report, _coserve_text(plan, report, out))

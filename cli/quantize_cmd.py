@@ -12,7 +12,7 @@ from mlc.compiler.errors import MlcError
 from mlc.compiler.frontends import load_model
 from mlc.compiler.ir.serialize import save_graph
 
-from .common import emit, json_option, parse_shapes, shape_option
+from .common import emit, force_option, json_option, parse_shapes, shape_option
 
 
 def _parse_layer_bits(values) -> dict[str, int]:
@@ -124,9 +124,10 @@ def _write_plots(folder: Path, result, limit: int = 12) -> list[str]:
 @click.option("--export-onnx", is_flag=True, help="Also write DIR/model.onnx.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @shape_option
+@force_option
 @json_option
 def quantize_cmd(model, out, method, bits, layer_bits, skip, data, eval_data, distill, epochs,
-                 lr, tau, no_baselines, export_onnx, seed, shapes, as_json) -> None:
+                 lr, tau, no_baselines, export_onnx, seed, shapes, as_json, force: bool = False) -> None:
     """Quantize MODEL's MatMul / Gemm / Conv weights to BITS-bit packed indices plus a codebook
     and write an artifact that `mlc run DIR` executes; baselines at the same bits in the report.
 
@@ -164,7 +165,8 @@ def quantize_cmd(model, out, method, bits, layer_bits, skip, data, eval_data, di
         result = quantize_model(graph, options, train if epochs else None, evaluation or train,
                                 lambda message: status.update(f"quantizing: {message}"))
     report = build_report(model, options, result)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, force=force,
+                            inputs=[model, data, eval_data]) as tmp:
         save_graph(result.graph, tmp)
         plots = _write_plots(tmp / "plots", result) if result.quantizers else []
         if export_onnx:

@@ -10,20 +10,13 @@ import numpy as np
 from mlc.compiler.artifact import atomic_file
 from mlc.compiler.errors import MlcError
 from mlc.compiler.frontends import load_model
+from mlc.compiler.ir.serialize import read_npz, write_npz
+from mlc.compiler.ir.types import TensorType
 from mlc.runtime import EXECUTORS, random_inputs, run
 from mlc.runtime.compiled import compiled_inputs, is_compiled_artifact
+from mlc.runtime.inputs import check_fits_memory, check_graph_fits_memory, conform_inputs
 
 from .common import emit, json_option, parse_shapes, shape_option
-
-
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except FileNotFoundError:
-        raise MlcError(f"{path}: no such file") from None
-    except (OSError, ValueError) as err:
-        raise MlcError(f"{path}: not a readable .npz file ({err})") from None
 
 
 @click.command("run")
@@ -31,7 +24,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 @click.option("--inputs", "inputs_path", type=click.Path(path_type=Path), metavar="IN.npz",
               help="Inputs by name in an .npz file.")
 @click.option("--random", "use_random", is_flag=True, help="Run on random inputs instead.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed for --random (a whole number >= 0).")
 @click.option("--output", type=click.Path(path_type=Path), metavar="OUT.npz",
               help="Write the outputs to this .npz file.")
 @click.option("--float64", is_flag=True, help="Compute floats in float64 (reference checks).")
@@ -50,18 +44,26 @@ def run_cmd(model, inputs_path, use_random, seed, output, float64, executor, sha
     """
     if bool(inputs_path) == bool(use_random):
         raise click.UsageError("give exactly one of --inputs IN.npz or --random")
-    feeds = read_npz(inputs_path) if inputs_path else None
-    hints = {name: tuple(value.shape) for name, value in (feeds or {}).items()}
+    feeds = read_npz(inputs_path, "--inputs .npz file") if inputs_path else None
+    source = str(inputs_path) if inputs_path else "inputs"
     if is_compiled_artifact(model):  # `mlc compile` output: run the generated kernels
+        if shapes:
+            raise MlcError(f"{model}: a compiled artifact has fixed shapes; --shape does not "
+                           "apply (compile again with the shapes you want)")
+        expected = {name: TensorType(shape, "float32")
+                    for name, shape in compiled_inputs(model).items()}
+        check_fits_memory(expected, "input")
         if feeds is None:
             rng = np.random.default_rng(seed)
-            feeds = {name: rng.standard_normal(shape).astype(np.float32)
-                     for name, shape in compiled_inputs(model).items()}
-        _report(run(model, feeds), output, as_json)
+            feeds = {name: rng.standard_normal(t.shape).astype(np.float32)
+                     for name, t in expected.items()}
+        _report(run(model, conform_inputs(expected, feeds, source)), output, as_json)
         return
+    hints = {name: tuple(value.shape) for name, value in (feeds or {}).items()}
     graph = load_model(model, parse_shapes(shapes), shape_hints=hints)
-    if feeds is None:
-        feeds = random_inputs(graph, seed)
+    check_graph_fits_memory(graph, float64=float64)
+    feeds = random_inputs(graph, seed) if feeds is None else conform_inputs(graph.inputs, feeds,
+                                                                          source)
     _report(run(graph, feeds, float64=float64, executor=executor), output, as_json)
 
 
@@ -69,15 +71,31 @@ def _report(outputs: dict[str, np.ndarray], output, as_json: bool) -> None:
     """Save outputs (atomically) if asked and print a one-line summary per output."""
     if output:
         with atomic_file(output) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, **outputs)
-    summary = {name: {"shape": list(v.shape), "dtype": str(v.dtype),
-                      "mean": float(np.mean(v)) if v.size else 0.0,
-                      "std": float(np.std(v)) if v.size else 0.0}
-               for name, v in outputs.items()}
-    lines = [f"{name}: {s['dtype']}{s['shape']} mean={s['mean']:.6g} std={s['std']:.6g}"
+            write_npz(tmp, outputs)
+    summary = {name: _summary(value) for name, value in outputs.items()}
+    lines = [f"{name}: {s['dtype']}{s['shape']} mean={_number(s['mean'])} "
+             f"std={_number(s['std'])}" + (f" ({s['nonfinite']} NaN/inf)" if s["nonfinite"]
+                                           else "")
              for name, s in summary.items()]
     if output:
         lines.append(f"wrote {output}")
     emit(as_json, {"outputs": summary, "output_file": str(output) if output else None},
          "\n".join(lines))
+
+
+def _summary(value: np.ndarray) -> dict:
+    """Shape, dtype, and mean / std of the finite values (JSON has no NaN: a non-finite
+    statistic is null, and `nonfinite` counts the NaN / inf values)."""
+    as_float = value.astype(np.float64)
+    finite = np.isfinite(as_float)
+    with np.errstate(all="ignore"):
+        mean = float(np.mean(as_float)) if value.size else 0.0
+        std = float(np.std(as_float)) if value.size else 0.0
+    return {"shape": list(value.shape), "dtype": str(value.dtype),
+            "mean": mean if np.isfinite(mean) else None,
+            "std": std if np.isfinite(std) else None,
+            "nonfinite": int(value.size - np.count_nonzero(finite))}
+
+
+def _number(value) -> str:
+    return "nan" if value is None else f"{value:.6g}"

@@ -13,7 +13,7 @@ from mlc.compiler.artifact import atomic_directory
 from mlc.compiler.errors import MlcError
 from mlc.compiler.plan.models import load_model_config
 
-from .common import emit, json_option
+from .common import emit, force_option, json_option
 
 CPU_PARAM_LIMIT = 50_000_000   # larger configs are not runnable on a CPU in reasonable time
 DEFAULTS = {"token_budget": 64, "slo_tpot_ms": 50.0, "lora_rank": 8}
@@ -102,10 +102,11 @@ def _status_printer(live):
               help="torch CPU threads (tiny models run fastest on one).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Output directory (default DIR/serve).")
+@force_option
 @json_option
 def serve_command(directory, requests_file, finetune_file, model, weights, budget, slo_tpot,
                   lora_rank, lr, accumulation, epochs, steps, max_seconds, seed, threads,
-                  out, as_json) -> None:
+                  out, as_json, force: bool = False) -> None:
     """Serve a request trace on CPU while LoRA-finetuning in each iteration's spare token
     budget (FlexLLM co-serving); writes latencies.json, finetune.json and report.json.
 
@@ -141,7 +142,8 @@ def serve_command(directory, requests_file, finetune_file, model, weights, budge
             docs = run_session(settings, requests_file, finetune_file, _status_printer(live))
     finally:
         torch.set_num_threads(saved_threads)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, force=force,
+                            inputs=[directory, requests_file, finetune_file, weights]) as tmp:
         for name, doc in docs.items():
             (tmp / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
     report = docs["report"]

@@ -8,24 +8,33 @@ from pathlib import Path
 
 import click
 
-from .common import emit, json_option
+from mlc.compiler.errors import EXIT_VERDICT
+
+from .common import FiniteFloat, emit, json_option
+
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # as runtime.pipeline.training (imported late: it loads torch)
+EXIT_TERMINATED = 128 + 15  # SIGTERM, as a shell reports it
 
 
 @click.command("train")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--steps", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--steps", type=click.IntRange(min=1, max=10**9), default=1, show_default=True,
               help="Training iterations (one optimizer step each).")
 @click.option("--data", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.npz",
               help="Model inputs by name plus `labels` (cross-entropy) or `targets` (MSE); "
                    "default: deterministic random inputs and MSE targets.")
-@click.option("--lr", type=float, default=0.01, show_default=True, help="Learning rate.")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.01, show_default=True,
+              help="Learning rate (> 0). A run whose loss becomes NaN or infinite stops with "
+                   "an error.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd",
               show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for random data.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seed for random data.")
 @click.option("--check", is_flag=True,
               help="Compare step 1's loss and gradients with single-process training "
-                   "(1e-5 relative); exit 1 on FAIL.")
-@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
+                   "(1e-5 relative); exit 3 on FAIL.")
+@click.option("--timeout", "timeout_s", type=FiniteFloat(min=0, min_open=True, max=MAX_TIMEOUT_S),
+              default=120.0, show_default=True,
               help="Seconds a rank waits on a peer before giving up.")
 @json_option
 def train_cmd(directory, steps, data, lr, optimizer, seed, check, timeout_s, as_json) -> None:
@@ -38,11 +47,16 @@ def train_cmd(directory, steps, data, lr, optimizer, seed, check, timeout_s, as_
       torchrun --nproc-per-node 4 -m mlc.runtime.pipeline.worker build/mmt-plan --steps 10
     """
     from mlc.runtime.pipeline import TrainConfig, train  # torch: only when training
+    from mlc.runtime.pipeline.launch import Terminated
 
     config = TrainConfig(str(directory), steps, str(data) if data else None, lr, optimizer,
                          seed, check, timeout_s)
     click.echo(f"mlc: training {directory} for {steps} step(s)", err=True)
-    report = train(config)
+    try:
+        report = train(config)
+    except Terminated:
+        click.echo("mlc: terminated (workers stopped, nothing was written)", err=True)
+        sys.exit(EXIT_TERMINATED)
     lines = [f"{report['planner']}: {report['stages']} stages on {report['processes']} "
              f"processes, batch {report['batch']} in micro-batches of {report['micro_batch']}",
              f"loss: {' -> '.join(f'{x:.6g}' for x in report['losses'])}",
@@ -57,4 +71,4 @@ def train_cmd(directory, steps, data, lr, optimizer, seed, check, timeout_s, as_
                      f"{result['max_grad_rel_error']:.2e}, tolerance {result['tolerance']:g})")
     emit(as_json, report, "\n".join(lines))
     if failed:
-        sys.exit(1)
+        sys.exit(EXIT_VERDICT)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mlc.compiler.errors import MlcError
+from mlc.compiler.errors import EXIT_VERDICT, MlcError
 
 from .common import emit, json_option
 
@@ -92,11 +92,11 @@ def verify_cmd(candidate: str, model: str, trials, seed: int, formal: bool,
                          f"in the {row['stage']} check (max error {row['max_error']:.3g})")
     emit(as_json, rows, "\n".join(lines))
     if not all(row["equivalent"] for row in rows):
-        raise SystemExit(1)
+        raise SystemExit(EXIT_VERDICT)
 
 
 def _formal(candidates, reference, as_json: bool) -> None:
-    """Prove each candidate against the reference; exit 1 when one is not proven."""
+    """Prove each candidate against the reference; exit 3 when one is not proven."""
     from mlc.compiler.superopt.verify.formal import prove_mugraph
 
     rows = []
@@ -117,4 +117,4 @@ def _formal(candidates, reference, as_json: bool) -> None:
                          f"{row['seconds']:.3f} s)")
     emit(as_json, rows, "\n".join(lines))
     if not all(row["proven"] for row in rows):
-        raise SystemExit(1)
+        raise SystemExit(EXIT_VERDICT)

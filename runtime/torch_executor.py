@@ -23,6 +23,7 @@ from mlc.compiler.ir.interpreter import check_inputs
 from mlc.compiler.ir.ops import OPS, resolve_attrs
 from mlc.compiler.ir.types import TensorType, is_float, np_dtype
 
+from .inputs import check_graph_fits_memory
 from .torch_ops import FLOAT8, TORCH_DTYPES, TORCH_OPS, apply_op, cast, torch_dtype
 
 # ---- numpy <-> torch (torch.from_numpy knows neither bfloat16 nor float8: go through bits) ----
@@ -178,6 +179,7 @@ def run_torch(graph: Graph, inputs: dict[str, np.ndarray], *,
     >>> run_torch(graph, {"x": np.ones((2, 4), np.float32)})["y"]
     """
     check_inputs(graph, inputs)
+    check_graph_fits_memory(graph, float64=float64)  # a clear error, not a MemoryError
     module = TorchGraphModule(graph, float64=float64)
     with torch.no_grad():
         outputs = module(**inputs)

@@ -13,6 +13,8 @@ from ..errors import MlcError
 from ..ir.graph import Graph
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".ckpt")
+KNOWN_SPECS = ("a .onnx or .pt2 (torch.export) file, a graph.json, an artifact directory, "
+               "module:callable or workload:NAME")
 
 
 def load_model(spec: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None,
@@ -28,11 +30,12 @@ def load_model(spec: str | Path, input_shapes: dict[str, tuple[int, ...]] | None
     spec = str(spec)
     if spec.startswith("workload:"):
         from mlc.specs.workloads import get_workload
-        return get_workload(spec[len("workload:"):])
+        return _fixed_shapes(get_workload(spec[len("workload:"):]), input_shapes, spec)
     path = Path(spec)
     if path.is_dir():
         if not (path / "graph.json").is_file():
-            raise MlcError(f"{path}: directory has no graph.json; is it an mlc artifact directory?")
+            raise MlcError(f"{path}: is a folder without graph.json, not an mlc artifact "
+                           "directory (`mlc import MODEL --out DIR` writes one)")
         return _load_json(path / "graph.json", input_shapes)
     if path.suffix == ".onnx":
         from .onnx_frontend import load_onnx
@@ -48,9 +51,8 @@ def load_model(spec: str | Path, input_shapes: dict[str, tuple[int, ...]] | None
     if ":" in spec and not path.exists():
         return _load_callable(spec, input_shapes)
     if not path.exists():
-        raise MlcError(f"{path}: no such file")
-    raise MlcError(f"{path}: unknown model format; mlc reads .onnx, .pt2 (torch.export), "
-                   "graph.json, artifact directories, module:callable and workload:NAME")
+        raise MlcError(f"{path}: no such file; a model is {KNOWN_SPECS}")
+    raise MlcError(f"{path}: unknown model format; a model is {KNOWN_SPECS}")
 
 
 def _load_json(path: Path, input_shapes) -> Graph:
@@ -71,14 +73,34 @@ def _fixed_shapes(graph: Graph, input_shapes, source: str) -> Graph:
 
 
 def _load_callable(spec: str, input_shapes) -> Graph:
+    """`module:callable`: an explicit request to import the user's own module and call it.
+    Whatever goes wrong in their code is their error to fix, reported in one line."""
     module_name, _, attr = spec.partition(":")
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise MlcError(f"{spec}: cannot import {attr!r} from {module_name!r} ({err})") from None
-    result = factory()
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise MlcError(f"{spec}: cannot import module {module_name!r} ({err}); no such file "
+                       f"either, and a model is {KNOWN_SPECS}") from None
+    except Exception as err:  # noqa: BLE001 -- the user's module failed while importing
+        raise MlcError(f"{spec}: importing {module_name!r} raised {type(err).__name__}: "
+                       f"{err}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        what = "has no attribute" if factory is None else "has a non-callable"
+        raise MlcError(f"{spec}: module {module_name!r} {what} {attr!r}; give module:callable "
+                       "where callable() returns (torch_module, example_inputs)")
+    try:
+        result = factory()
+    except Exception as err:  # noqa: BLE001 -- the user's callable failed
+        raise MlcError(f"{spec}: {attr}() raised {type(err).__name__}: {err}") from None
     if not (isinstance(result, tuple) and len(result) == 2):
-        raise MlcError(f"{spec}: the callable must return (torch_module, example_inputs)")
+        raise MlcError(f"{spec}: the callable must return (torch_module, example_inputs), "
+                       f"got {type(result).__name__}")
     module, example_inputs = result
+    import torch
+    if not isinstance(module, torch.nn.Module) or not isinstance(example_inputs,
+                                                                 (tuple, list, dict)):
+        raise MlcError(f"{spec}: the callable must return (torch_module, example_inputs), got "
+                       f"({type(module).__name__}, {type(example_inputs).__name__})")
     from .torch_frontend import from_module
     return _fixed_shapes(from_module(module, example_inputs, name=attr), input_shapes, spec)

@@ -1,4 +1,7 @@
-"""ONNX frontend: an .onnx file (opset 13+, external data beside it) -> IR Graph.
+"""ONNX frontend: an .onnx file (opset 7+, external data beside it) -> IR Graph.
+
+The model is checked first (onnx_checks: opset range, schemas, names, acyclic, tensors); ops
+whose semantics changed across opsets are converted per opset (onnx_ops).
 
 Import folds constants and shape arithmetic: once input shapes are fixed, Shape/Size/Range/
 ConstantOfShape and every node whose inputs are all constant are evaluated with the op table's
@@ -17,20 +20,19 @@ from onnx import numpy_helper
 from ..errors import MlcError, UnsupportedOpsError
 from ..ir.graph import Graph, IRError, Node
 from ..ir.ops import OPS, compute, resolve_attrs
-from ..ir.shapes import ShapeError
-from ..ir.types import TensorType, dtype_name
+from ..ir.shapes import ShapeError, check_allocation, check_constant_operands, check_size
+from ..ir.types import TensorType
+from .onnx_checks import (DEFAULT_DOMAINS, check_names, check_node_schema, check_node_types,
+                          declared_dims, default_opset, element_type, node_label,
+                          tensor_to_array, topological_order)
 from .onnx_ops import CONVERTERS, ConvertError, NeedsConstant
 
 log = logging.getLogger("mlc")
 
 
 def onnx_dtype(elem_type: int, where: str) -> str:
-    """IR dtype name of an ONNX TensorProto element type."""
-    try:
-        return dtype_name(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
-    except (KeyError, ValueError, TypeError):
-        name = onnx.TensorProto.DataType.Name(elem_type)
-        raise MlcError(f"{where}: element type {name} is not supported by the mlc IR") from None
+    """IR dtype name of an ONNX TensorProto element type (MlcError when unknown)."""
+    return element_type(elem_type, where)
 
 
 def read_onnx(path: Path) -> onnx.ModelProto:
@@ -82,7 +84,7 @@ class StaticOperandError(MlcError):
 class _Importer:
     """Walks ONNX nodes in order, folding constants and emitting IR nodes."""
 
-    def __init__(self, source: str, opset: int):
+    def __init__(self, source: str, opset: int, taken_names=()):
         self.source = source
         self.opset = opset
         self.consts: dict[str, np.ndarray] = {}
@@ -90,9 +92,12 @@ class _Importer:
         self.nodes: list[Node] = []
         self.node_name = ""
         self._fresh = 0
+        self._taken = set(taken_names)  # every name in the model: fresh names avoid them
 
     # ---- used by the converters ---------------------------------------------------------------
     def type_of(self, name: str) -> TensorType:
+        if name not in self.types:
+            raise ConvertError(f"value {name!r} has no type (its producer made no value)")
         return self.types[name]
 
     def is_const(self, name: str) -> bool:
@@ -105,8 +110,13 @@ class _Importer:
         return self.consts[name]
 
     def fresh(self, stem: str) -> str:
-        self._fresh += 1
-        return f"{stem}__{self._fresh}"
+        """A value or node name used nowhere in the model or the import so far."""
+        while True:
+            self._fresh += 1
+            name = f"{stem}__{self._fresh}"
+            if name not in self._taken:
+                self._taken.add(name)
+                return name
 
     def set_const(self, name: str, value: np.ndarray) -> None:
         value = np.asarray(value)
@@ -116,21 +126,35 @@ class _Importer:
     def emit(self, op: str, inputs, outputs, *, fold: bool = True, **attrs) -> None:
         """Add one IR node, or evaluate it now when every input is constant (and fold)."""
         opdef = OPS[op]
+        in_types = [self.type_of(i) for i in inputs]
         try:
             resolved = resolve_attrs(opdef, attrs)
-            out_types = opdef.infer([self.types[i] for i in inputs], resolved)
-        except (ShapeError, ValueError, IndexError) as err:
+            out_types = opdef.infer(in_types, resolved)
+            for t in out_types:
+                check_size(t)
+            check_constant_operands(op, in_types, [self.consts.get(i) for i in inputs],
+                                    resolved)
+        except (ShapeError, ValueError, TypeError, IndexError, ArithmeticError) as err:
             raise ConvertError(str(err)) from None
         if fold and all(i in self.consts for i in inputs):
-            values = compute(op, [self.consts[i] for i in inputs], attrs)
-            for name, value, t in zip(outputs, values, out_types):
-                self.set_const(name, np.asarray(value).astype(value.dtype if t.dtype == "bfloat16"
-                                                              else t.dtype))
+            self._fold(op, inputs, outputs, attrs, out_types)
             return
         node_name = self.node_name if not any(n.name == self.node_name for n in self.nodes) \
             else self.fresh(self.node_name or op)
         self.nodes.append(Node(op, inputs, outputs, attrs, node_name))
         self.types.update(zip(outputs, out_types))
+
+    def _fold(self, op, inputs, outputs, attrs, out_types) -> None:
+        """Evaluate a node whose inputs are all constant, after checking the memory it takes."""
+        try:
+            check_allocation(sum(t.nbytes for t in out_types), f"folding {op} at import")
+        except ShapeError as err:
+            raise ConvertError(str(err)) from None
+        with np.errstate(all="ignore"):  # ONNX defines inf/nan results; numpy only warns
+            values = compute(op, [self.consts[i] for i in inputs], attrs)
+        for name, value, t in zip(outputs, values, out_types):
+            self.set_const(name, np.asarray(value).astype(value.dtype if t.dtype == "bfloat16"
+                                                          else t.dtype))
 
 
 def import_onnx(model: onnx.ModelProto, source: str = "model.onnx",
@@ -144,45 +168,31 @@ def import_onnx(model: onnx.ModelProto, source: str = "model.onnx",
     become weights), for operands the IR needs at import such as a Reshape's target shape.
     shape_hints only fill dynamic dims (e.g. from the arrays a user is about to run).
     """
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     graph = model.graph
-    unsupported: dict[str, list[str]] = {}
-    for i, node in enumerate(graph.node):
-        if node.domain not in ("", "ai.onnx") or node.op_type not in CONVERTERS:
-            op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
-            unsupported.setdefault(op, []).append(node.name or f"#{i}")
-    if unsupported:
-        raise UnsupportedOpsError(source, unsupported)
-    if opset and opset < 13:
-        log.warning("%s: opset %d is older than 13; mlc follows opset-13+ semantics", source,
-                    opset)
-
-    imp = _Importer(source, opset)
+    opset = default_opset(model, source)
+    order, schemas = _checked_node_order(graph, source, opset)
+    taken = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {
+        o for node in graph.node for o in node.output} | {n.name for n in graph.node}
+    imp = _Importer(source, opset, taken)
     for tensor in graph.initializer:
-        try:
-            imp.set_const(tensor.name, numpy_helper.to_array(tensor))
-        except ValueError as err:
-            raise MlcError(f"{source}: initializer {tensor.name!r}: {err}") from None
+        imp.set_const(tensor.name, tensor_to_array(tensor, f"{source}: initializer "
+                                                           f"{tensor.name!r}"))
     for input_name, value in (constant_inputs or {}).items():
         imp.set_const(input_name, value)
     inputs = _graph_inputs(graph, imp, source, input_shapes or {}, shape_hints)
-    for i, node in enumerate(graph.node):
-        imp.node_name = node.name or f"{node.op_type.lower()}_{i}"
+    for i in order:
+        node = graph.node[i]
+        imp.node_name = node_label(node, i)
+        where = f"{source}: node {imp.node_name!r} ({node.op_type})"
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        check_node_types(node, schemas[i], {n: t.dtype for n, t in imp.types.items()}, where)
         try:
             CONVERTERS[node.op_type](imp, list(node.input), list(node.output), attrs)
         except NeedsConstant as err:
-            raise StaticOperandError(f"{source}: node {imp.node_name!r} ({node.op_type}): {err}",
-                                     err.value_name) from None
+            raise StaticOperandError(f"{where}: {err}", err.value_name) from None
         except (ConvertError, MlcError) as err:
-            raise MlcError(f"{source}: node {imp.node_name!r} ({node.op_type}): {err}") from None
-    outputs = []
-    for out in graph.output:
-        if out.name in imp.consts:  # a constant output still needs a producing node
-            imp.emit("Identity", [_weight_alias(imp, out.name)], [out.name + "__out"], fold=False)
-            outputs.append(out.name + "__out")
-        else:
-            outputs.append(out.name)
+            raise MlcError(f"{where}: {err}") from None
+    outputs = _graph_outputs(graph, imp, source)
     used = {i for n in imp.nodes for i in n.inputs}
     weights = {k: v for k, v in imp.consts.items() if k in used}
     try:
@@ -192,10 +202,57 @@ def import_onnx(model: onnx.ModelProto, source: str = "model.onnx",
         raise MlcError(f"{source}: import produced an invalid graph: {err}") from None
 
 
-def _weight_alias(imp: _Importer, name: str) -> str:
-    alias = imp.fresh(name)
-    imp.set_const(alias, imp.consts[name])
-    return alias
+def _checked_node_order(graph, source: str, opset: int):
+    """Refuse unknown ops (all listed at once), then check every node against its schema and
+    the graph's names; returns the node indices in a producer-first order and their schemas."""
+    unsupported: dict[str, list[str]] = {}
+    for i, node in enumerate(graph.node):
+        if node.domain not in DEFAULT_DOMAINS or node.op_type not in CONVERTERS:
+            op = node.op_type if node.domain in DEFAULT_DOMAINS \
+                else f"{node.domain}.{node.op_type}"
+            unsupported.setdefault(op, []).append(node.name or f"#{i}")
+    if unsupported:
+        raise UnsupportedOpsError(source, unsupported)
+    schemas = [check_node_schema(node, opset, f"{source}: node {node_label(node, i)!r} "
+                                              f"({node.op_type})")
+               for i, node in enumerate(graph.node)]
+    check_names(graph, source)
+    return topological_order(graph, source), schemas
+
+
+def _graph_outputs(graph, imp: _Importer, source: str) -> list[str]:
+    """IR output names, one per ONNX graph output (in order, repeats included, as ONNX Runtime
+    returns them); a constant or repeated output gets an Identity node of its own."""
+    outputs = []
+    for value in graph.output:
+        if value.name not in imp.types:
+            raise MlcError(f"{source}: graph output {value.name!r} is never computed")
+        declared = value.type.tensor_type.elem_type if value.type.HasField("tensor_type") else 0
+        if declared and element_type(declared, f"{source}: output {value.name!r}") \
+                != imp.types[value.name].dtype:
+            raise MlcError(f"{source}: graph output {value.name!r} is declared "
+                           f"{onnx.TensorProto.DataType.Name(declared)} but computes "
+                           f"{imp.types[value.name].dtype}; fix the output's type")
+        if value.name in imp.consts:  # a constant output still needs a producing node
+            alias = imp.fresh(value.name)
+            imp.set_const(alias, imp.consts[value.name])
+            outputs.append(_identity_output(imp, alias, value.name + "__out"))
+        elif value.name in outputs:
+            copy = _identity_output(imp, value.name, imp.fresh(value.name))
+            log.warning("%s: output %r is listed twice; the repeat is returned as %r", source,
+                        value.name, copy)
+            outputs.append(copy)
+        else:
+            outputs.append(value.name)
+    return outputs
+
+
+def _identity_output(imp: _Importer, source_name: str, out_name: str) -> str:
+    if out_name in imp.types:
+        out_name = imp.fresh(out_name)
+    imp.node_name = out_name
+    imp.emit("Identity", [source_name], [out_name], fold=False)
+    return out_name
 
 
 def _graph_inputs(graph, imp: _Importer, source: str, overrides,
@@ -210,32 +267,46 @@ def _graph_inputs(graph, imp: _Importer, source: str, overrides,
     for value in graph.input:
         if value.name in imp.consts:  # old exporters list initializers as inputs too
             continue
-        tensor_type = value.type.tensor_type
-        dtype = onnx_dtype(tensor_type.elem_type, f"{source}: input {value.name!r}")
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
-        given = overrides.get(value.name)
-        if given is not None:
-            given = tuple(given)
-            if len(given) != len(dims) or any(d is not None and d != g
-                                              for d, g in zip(dims, given)):
-                shown = [d if d is not None else "?" for d in dims]
-                raise MlcError(f"{source}: input {value.name!r} has shape {shown} in the model; "
-                               f"the given shape {list(given)} does not fit it")
-            shape = given
-        else:
-            hint = hints.get(value.name)
-            if hint is not None and len(hint) != len(dims):
-                hint = None
-            shape = []
-            for i, d in enumerate(dims):
-                if d is None and hint is None:
-                    log.warning("%s: input %r dim %d is dynamic; using 1 (set it with --shape)",
-                                source, value.name, i)
-                shape.append(d if d is not None else (hint[i] if hint is not None else 1))
-            shape = tuple(shape)
-        inputs[value.name] = TensorType(shape, dtype)
+        where = f"{source}: input {value.name!r}"
+        dtype = onnx_dtype(value.type.tensor_type.elem_type, where)
+        dims = declared_dims(value, where)
+        shape = _input_shape(value.name, dims, overrides.get(value.name),
+                             hints.get(value.name), where)
+        try:
+            inputs[value.name] = TensorType(shape, dtype)
+            check_size(inputs[value.name])
+        except ValueError as err:
+            raise MlcError(f"{where}: {err}") from None
         imp.types[value.name] = inputs[value.name]
     return inputs
+
+
+def _input_shape(name: str, dims, given, hint, where: str) -> tuple[int, ...]:
+    """One input's static shape from the model's dims, a --shape override and a run-time hint."""
+    if given is not None:
+        given = tuple(given)
+        if any(isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 0
+               for g in given):
+            raise MlcError(f"{where}: the given shape {list(given)} must be whole numbers >= 0")
+        if dims is not None and (len(given) != len(dims) or any(
+                d is not None and d != g for d, g in zip(dims, given))):
+            shown = [d if d is not None else "?" for d in dims]
+            raise MlcError(f"{where}: the model declares shape {shown}; the given shape "
+                           f"{list(given)} does not fit it")
+        return given
+    if dims is None:
+        if hint is None:
+            raise MlcError(f"{where}: the model does not declare its rank; give its shape with "
+                           f"--shape {name}=DIMS")
+        return tuple(hint)
+    if hint is not None and len(hint) != len(dims):
+        hint = None
+    shape = []
+    for i, d in enumerate(dims):
+        if d is None and hint is None:
+            log.warning("%s dim %d is dynamic; using 1 (set it with --shape)", where, i)
+        shape.append(d if d is not None else (hint[i] if hint is not None else 1))
+    return tuple(shape)
 
 
 def load_onnx(path, input_shapes=None, shape_hints=None) -> Graph:

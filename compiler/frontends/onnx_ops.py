@@ -3,6 +3,10 @@
 A converter gets the importer (`imp`), the node's input and output names ("" = absent) and its
 attributes, and calls `imp.emit(...)`. Operands the IR keeps as attributes (shapes, axes, pads)
 must be constants at import: `imp.const(...)` reads them or raises ConvertError.
+
+The importer has checked each node against its op's schema at the model's opset (`imp.opset`),
+so a converter sees the operand form of that opset (an attribute before it became an input) and
+implements that opset's semantics (e.g. Softmax before 13 flattens from `axis`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,30 @@ def _present(names):
 
 
 def _ints(array) -> list[int]:
-    return [int(v) for v in np.asarray(array).reshape(-1)]
+    array = np.asarray(array)
+    if array.dtype.kind not in "iu":
+        raise ConvertError(f"expected integers, got {array.dtype} values")
+    return [int(v) for v in array.reshape(-1)]
+
+
+def _text(value) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _choice(attrs, name, default, allowed) -> str:
+    """A string attribute that must be one of `allowed`."""
+    value = _text(attrs.get(name, default))
+    if value not in allowed:
+        raise ConvertError(f"attribute {name}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _axis(imp, name, axis, rank_extra=0) -> int:
+    """`axis` of input `name`, in range for its rank (plus rank_extra), made non-negative."""
+    rank = imp.type_of(name).rank + rank_extra
+    if not -rank <= axis < max(rank, 1):
+        raise ConvertError(f"axis {axis} is out of range for rank {rank}")
+    return axis % rank if rank else 0
 
 
 # ---- generic converters --------------------------------------------------------------------
@@ -57,10 +84,14 @@ def _dropout(imp, inputs, outputs, attrs):
 
 # ---- constants and shape arithmetic (folded at import) --------------------------------------
 
+def _tensor_attr(imp, tensor, what) -> np.ndarray:
+    from .onnx_checks import tensor_to_array
+    return tensor_to_array(tensor, f"{what} of node {imp.node_name!r}")
+
+
 def _constant(imp, inputs, outputs, attrs):
-    from onnx import numpy_helper
     if "value" in attrs:
-        value = numpy_helper.to_array(attrs["value"])
+        value = _tensor_attr(imp, attrs["value"], "value")
     elif "value_float" in attrs:
         value = np.array(attrs["value_float"], np.float32)
     elif "value_floats" in attrs:
@@ -85,15 +116,38 @@ def _size(imp, inputs, outputs, attrs):
 
 
 def _constant_of_shape(imp, inputs, outputs, attrs):
-    from onnx import numpy_helper
-    value = numpy_helper.to_array(attrs["value"]) if "value" in attrs else np.zeros(1, np.float32)
+    value = _tensor_attr(imp, attrs["value"], "value") if "value" in attrs \
+        else np.zeros(1, np.float32)
+    if value.size != 1:
+        raise ConvertError(f"value must hold one element, it holds {value.size}")
     shape = _ints(imp.const(inputs[0], "shape"))
+    _check_new_constant(shape, value.dtype)
     imp.set_const(outputs[0], np.full(shape, value.reshape(-1)[0], dtype=value.dtype))
 
 
 def _range(imp, inputs, outputs, attrs):
     start, limit, delta = (imp.const(n, "Range bound") for n in inputs)
-    imp.set_const(outputs[0], np.arange(start, limit, delta).astype(start.dtype))
+    if any(v.size != 1 for v in (start, limit, delta)):
+        raise ConvertError("start, limit and delta must be scalars")
+    start, limit, delta = (v.reshape(()) for v in (start, limit, delta))
+    if not all(np.isfinite(v) for v in (start, limit, delta)) or delta == 0:
+        raise ConvertError(f"Range({start}, {limit}, {delta}) needs finite bounds and a non-zero "
+                           "delta")
+    count = max(math.ceil((float(limit) - float(start)) / float(delta)), 0)
+    _check_new_constant([count], start.dtype)
+    imp.set_const(outputs[0], (start + np.arange(count) * delta).astype(start.dtype))
+
+
+def _check_new_constant(shape, dtype) -> None:
+    """Refuse a folded constant with a negative dim, too many elements or no memory for it."""
+    from ..ir.shapes import ShapeError, check_allocation, check_size
+    from ..ir.types import TensorType, dtype_name
+    try:
+        t = TensorType(tuple(shape), dtype_name(dtype))
+        check_size(t)
+        check_allocation(t.nbytes, f"a constant of shape {list(shape)}")
+    except (ShapeError, ValueError) as err:
+        raise ConvertError(str(err)) from None
 
 
 # ---- ops whose operands become IR attributes ------------------------------------------------
@@ -101,11 +155,17 @@ def _range(imp, inputs, outputs, attrs):
 def _reshape(imp, inputs, outputs, attrs):
     shape = _ints(imp.const(inputs[1], "target shape"))
     src = imp.type_of(inputs[0]).shape
+    if any(d < -1 for d in shape) or shape.count(-1) > 1:
+        raise ConvertError(f"target shape {shape} may hold one -1 and no other negative dim")
     if not attrs.get("allowzero", 0):
+        if any(d == 0 and i >= len(src) for i, d in enumerate(shape)):
+            raise ConvertError(f"target shape {shape} copies a dim (0) the input {src} lacks")
         shape = [src[i] if d == 0 else d for i, d in enumerate(shape)]
     if -1 in shape:
         known = math.prod(d for d in shape if d != -1)
-        shape[shape.index(-1)] = math.prod(src) // known if known else 0
+        if not known or math.prod(src) % known:
+            raise ConvertError(f"cannot reshape {src} into {shape}")
+        shape[shape.index(-1)] = math.prod(src) // known
     imp.emit("Reshape", inputs[:1], outputs, shape=shape)
 
 
@@ -119,10 +179,22 @@ def _tile(imp, inputs, outputs, attrs):
 
 def _slice(imp, inputs, outputs, attrs):
     def operand(i, what):
+        if imp.opset < 10:  # Slice-1: starts, ends and axes are attributes
+            return list(attrs[what]) if what in attrs else None
         return _ints(imp.const(inputs[i], what)) if len(inputs) > i and inputs[i] else None
     starts, ends = operand(1, "starts"), operand(2, "ends")
-    axes = operand(3, "axes") or list(range(len(starts)))
-    steps = operand(4, "steps") or [1] * len(starts)
+    axes = operand(3, "axes")
+    axes = list(range(len(starts))) if axes is None else axes
+    steps = operand(4, "steps")
+    steps = [1] * len(starts) if steps is None else steps
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ConvertError(f"starts {starts}, ends {ends}, axes {axes} and steps {steps} "
+                           "differ in length")
+    if 0 in steps:
+        raise ConvertError(f"steps {steps} include 0")
+    axes = [_axis(imp, inputs[0], a) for a in axes]
+    if len(set(axes)) != len(axes):
+        raise ConvertError(f"axes {axes} repeat an axis")
     imp.emit("Slice", inputs[:1], outputs, starts=starts, ends=ends, axes=axes, steps=steps)
 
 
@@ -147,40 +219,63 @@ def _unsqueeze(imp, inputs, outputs, attrs):
 
 
 def _split(imp, inputs, outputs, attrs):
-    dim = imp.type_of(inputs[0]).shape[attrs.get("axis", 0)]
+    axis = _axis(imp, inputs[0], attrs.get("axis", 0))
+    dim = imp.type_of(inputs[0]).shape[axis]
     if "split" in attrs:
         sizes = list(attrs["split"])
     elif len(inputs) > 1 and inputs[1]:
         sizes = _ints(imp.const(inputs[1], "split"))
     else:
-        parts = attrs.get("num_outputs", len(outputs))
-        chunk = -(-dim // parts)
-        sizes = [min(chunk, dim - i * chunk) for i in range(parts)]
-    imp.emit("Split", inputs[:1], outputs, axis=attrs.get("axis", 0), split=sizes)
+        sizes = _equal_split(dim, attrs.get("num_outputs", len(outputs)), imp.opset)
+    if len(sizes) != len(outputs) or any(s < 0 for s in sizes):
+        raise ConvertError(f"split sizes {sizes} do not give the node's {len(outputs)} outputs")
+    imp.emit("Split", inputs[:1], [o or imp.fresh("unused") for o in outputs], axis=axis,
+             split=sizes)
+
+
+def _equal_split(dim: int, parts: int, opset: int) -> list[int]:
+    """Split-18 lets the last part be smaller; before 18 the parts must be equal."""
+    if parts < 1:
+        raise ConvertError(f"num_outputs {parts} must be >= 1")
+    chunk = -(-dim // parts)
+    if opset < 18 and dim % parts:
+        raise ConvertError(f"dim {dim} does not split into {parts} equal parts")
+    if (parts - 1) * chunk > dim:
+        raise ConvertError(f"dim {dim} cannot be split into {parts} parts")
+    return [min(chunk, dim - i * chunk) for i in range(parts)]
 
 
 def _pad(imp, inputs, outputs, attrs):
     rank = imp.type_of(inputs[0]).rank
-    pads = _ints(imp.const(inputs[1], "pads")) if len(inputs) > 1 else list(attrs["pads"])
-    value = 0.0
-    if len(inputs) > 2 and inputs[2]:
-        value = imp.const(inputs[2], "constant_value").reshape(-1)[0].item()
+    if imp.opset < 11:  # Pad-2: pads and the fill value are attributes
+        pads, value = list(attrs["pads"]), float(attrs.get("value", 0.0))
+    else:
+        pads, value = _ints(imp.const(inputs[1], "pads")), 0.0
+        if len(inputs) > 2 and inputs[2]:
+            fill = imp.const(inputs[2], "constant_value")
+            if fill.size != 1:
+                raise ConvertError(f"constant_value must be one element, it has {fill.size}")
+            value = fill.reshape(-1)[0].item()
+    axes = list(range(rank))
     if len(inputs) > 3 and inputs[3]:  # pads only for the listed axes
-        axes = [a % rank for a in _ints(imp.const(inputs[3], "axes"))]
-        full = [0] * (2 * rank)
-        for i, a in enumerate(axes):
-            full[a], full[a + rank] = pads[i], pads[i + len(axes)]
-        pads = full
-    mode = attrs.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
-    imp.emit("Pad", inputs[:1], outputs, pads=pads, mode=mode, value=value)
+        axes = [_axis(imp, inputs[0], a) for a in _ints(imp.const(inputs[3], "axes"))]
+    if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
+        raise ConvertError(f"pads {pads} must hold 2 values per padded axis ({len(axes)})")
+    full = [0] * (2 * rank)
+    for i, a in enumerate(axes):
+        full[a], full[a + rank] = pads[i], pads[i + len(axes)]
+    mode = _choice(attrs, "mode", "constant", ("constant", "reflect", "edge", "wrap"))
+    imp.emit("Pad", inputs[:1], outputs, pads=full, mode=mode, value=value)
 
 
 def _clip(imp, inputs, outputs, attrs):
     bounds = {}
     for i, key in ((1, "min"), (2, "max")):
         if len(inputs) > i and inputs[i]:
-            bounds[key] = imp.const(inputs[i], key).reshape(-1)[0].item()
+            bound = imp.const(inputs[i], key)
+            if bound.size != 1:
+                raise ConvertError(f"{key} must be one element, it has {bound.size}")
+            bounds[key] = bound.reshape(-1)[0].item()
         elif key in attrs:
             bounds[key] = attrs[key]
     imp.emit("Clip", inputs[:1], outputs, **bounds)
@@ -221,13 +316,34 @@ def _layer_norm(imp, inputs, outputs, attrs):
 def _batch_norm(imp, inputs, outputs, attrs):
     if attrs.get("training_mode", 0) or len(_present(outputs)) > 1:
         raise ConvertError("training-mode BatchNormalization is not supported; export in eval mode")
+    if not attrs.get("spatial", 1):  # BatchNormalization-7: per-element statistics
+        raise ConvertError("spatial=0 (per-element statistics) is not supported")
     imp.emit("BatchNormalization", inputs, outputs[:1], epsilon=attrs.get("epsilon", 1e-5))
 
 
 def _gelu(imp, inputs, outputs, attrs):
-    approx = attrs.get("approximate", b"none")
-    imp.emit("Gelu", inputs, outputs, approximate=approx.decode() if isinstance(approx, bytes)
-             else approx)
+    imp.emit("Gelu", inputs, outputs, approximate=_choice(attrs, "approximate", "none",
+                                                          ("none", "tanh")))
+
+
+def _softmax(ir_op: str):
+    """Softmax and LogSoftmax: from opset 13 over one axis (default -1); before 13 over the
+    input flattened to 2-D at `axis` (default 1), i.e. over every axis from `axis` on."""
+    def convert(imp, inputs, outputs, attrs):
+        x = imp.type_of(inputs[0])
+        if imp.opset >= 13:
+            imp.emit(ir_op, inputs[:1], outputs, axis=attrs.get("axis", -1))
+            return
+        axis = _axis(imp, inputs[0], attrs.get("axis", 1))
+        if axis >= x.rank - 1:  # one trailing axis: both semantics agree
+            imp.emit(ir_op, inputs[:1], outputs, axis=-1)
+            return
+        flat, flat_out = imp.fresh(inputs[0]), imp.fresh(outputs[0])
+        imp.emit("Reshape", inputs[:1], [flat],
+                 shape=[math.prod(x.shape[:axis]), math.prod(x.shape[axis:])])
+        imp.emit(ir_op, [flat], [flat_out], axis=-1)
+        imp.emit("Reshape", [flat_out], outputs, shape=list(x.shape))
+    return convert
 
 
 # ---- convolution and pooling ----------------------------------------------------------------
@@ -238,8 +354,14 @@ def _window_attrs(imp, x_name, kernel, attrs, ceil_mode=0):
     nd = len(kernel)
     strides = list(attrs.get("strides", [1] * nd))
     dilations = list(attrs.get("dilations", [1] * nd))
-    auto_pad = attrs.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if len(spatial) != nd or len(strides) != nd or len(dilations) != nd:
+        raise ConvertError(f"kernel {kernel}, strides {strides} and dilations {dilations} must "
+                           f"each have one value per spatial dim of the input ({len(spatial)})")
+    if min(strides + dilations + list(kernel), default=1) < 1:
+        raise ConvertError(f"kernel {kernel}, strides {strides} and dilations {dilations} must "
+                           "be >= 1")
+    auto_pad = _choice(attrs, "auto_pad", "NOTSET", ("NOTSET", "SAME_UPPER", "SAME_LOWER",
+                                                     "VALID"))
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = [0] * (2 * nd)
         for i in range(nd):
@@ -256,7 +378,10 @@ def _window_attrs(imp, x_name, kernel, attrs, ceil_mode=0):
 
 
 def _conv(imp, inputs, outputs, attrs):
-    kernel = attrs.get("kernel_shape") or imp.type_of(inputs[1]).shape[2:]
+    kernel = imp.type_of(inputs[1]).shape[2:]
+    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != tuple(kernel):
+        raise ConvertError(f"kernel_shape {list(attrs['kernel_shape'])} differs from the "
+                           f"weight's spatial dims {list(kernel)}")
     window = _window_attrs(imp, inputs[0], list(kernel), attrs)
     imp.emit("Conv", _present(inputs), outputs, group=attrs.get("group", 1), **window)
 
@@ -302,8 +427,8 @@ CONVERTERS.update({
     "Dropout": _dropout,
     # linear algebra and row-wise normalizations
     "Gemm": same("Gemm", "alpha", "beta", "transA", "transB"),
-    "Softmax": same("Softmax", "axis"),
-    "LogSoftmax": same("LogSoftmax", "axis"),
+    "Softmax": _softmax("Softmax"),
+    "LogSoftmax": _softmax("LogSoftmax"),
     "LayerNormalization": _layer_norm,
     "RMSNormalization": same("RMSNormalization", "axis", "epsilon"),
     "BatchNormalization": _batch_norm,

@@ -9,7 +9,6 @@ node whose inputs are all constants, and maps the rest through the rule table in
 from __future__ import annotations
 
 import operator
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from ..ir.types import TensorType, np_dtype
 from . import aten_table
 from .aten_table import Unsupported
 from .builder import GraphBuilder
+from .pt2_archive import NOT_AN_ARCHIVE, read_export_archive
 
 _DTYPES = {
     torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
@@ -32,7 +32,7 @@ _DTYPES = {
     torch.int64: "int64", torch.uint8: "uint8", torch.bool: "bool",
 }
 _TORCH_DTYPES = {name: dtype for dtype, name in _DTYPES.items()}
-_PT2_HINT = "only torch.export archives (.pt2) are accepted; re-export with torch.export.save"
+_PT2_HINT = NOT_AN_ARCHIVE
 
 
 def ir_dtype(dtype: torch.dtype) -> str:
@@ -368,29 +368,12 @@ def from_module(module: torch.nn.Module, example_inputs: tuple | dict,
 
 
 def load_pt2(path) -> Graph:
-    """Import a `.pt2` archive written by torch.export.save; pickled torch files are refused."""
+    """Import a `.pt2` archive written by torch.export.save. Nothing in it is unpickled or run:
+    pt2_archive checks every entry first (pickled torch files and planted payloads are refused).
+    """
     path = Path(path)
     if not path.is_file():
         raise MlcError(f"{path}: no such file")
-    if path.suffix != ".pt2" or not _is_export_archive(path):
+    if path.suffix != ".pt2":
         raise MlcError(f"{path}: {_PT2_HINT}")
-    try:
-        ep = torch.export.load(str(path))
-    except Exception as err:
-        raise MlcError(f"{path}: cannot read the torch.export archive ({err}); "
-                       "re-export with torch.export.save") from err
-    return from_exported_program(ep, path.stem)
-
-
-def _is_export_archive(path: Path) -> bool:
-    """A zip with torch.export's layout (archive_format, models/*.json) and no pickle."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except zipfile.BadZipFile:
-        return False
-    except OSError as err:
-        raise MlcError(f"{path}: cannot read ({err.strerror or err})") from err
-    relative = {name.split("/", 1)[-1] for name in names}
-    return ("archive_format" in relative and any(n.startswith("models/") for n in relative)
-            and "data.pkl" not in relative)
+    return from_exported_program(read_export_archive(path), path.stem)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .ops import OPS, resolve_attrs
-from .shapes import ShapeError
+from .shapes import ShapeError, check_constant_operands, check_size
 from .types import TensorType
 
 
@@ -140,8 +140,13 @@ def infer_types(inputs: dict[str, TensorType], weights: dict[str, np.ndarray],
             raise IRError(f"{where}: inputs {missing} are not defined before this node")
         try:
             attrs = resolve_attrs(op, node.attrs)
-            outs = op.infer([types[name] for name in node.inputs], attrs)
-        except (ShapeError, ValueError, TypeError, IndexError) as err:
+            in_types = [types[name] for name in node.inputs]
+            outs = op.infer(in_types, attrs)
+            for t in outs:
+                check_size(t)
+            check_constant_operands(node.op, in_types, [weights.get(n) for n in node.inputs],
+                                    attrs)
+        except (ShapeError, ValueError, TypeError, IndexError, ArithmeticError) as err:
             shown = ", ".join(f"{n}: {types[n]}" for n in node.inputs)
             raise IRError(f"{where}: {err} (inputs {shown})") from None
         if len(outs) != len(node.outputs):

@@ -120,7 +120,7 @@ _binary("Sub", np.subtract)
 _binary("Mul", np.multiply)
 _binary("Div", ref.int_div)
 _binary("Pow", ref.power)
-_add(OpDef("Mod", (2, 2), shapes.broadcast_same_dtype, ref.mod, {"fmod": 0}))
+_add(OpDef("Mod", (2, 2), shapes.mod, ref.mod, {"fmod": 0}))
 _binary("Max", _variadic(np.maximum), arity=(1, None))
 _binary("Min", _variadic(np.minimum), arity=(1, None))
 _binary("Sum", _variadic(np.add), arity=(1, None))
@@ -162,13 +162,13 @@ _add(OpDef("Gemm", (2, 3), shapes.gemm, ref.gemm,
            {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}, "linalg"))
 
 # ---- normalization (fused row-wise ops) ---------------------------------------------------------
-_add(OpDef("Softmax", (1, 1), shapes.same, ref.softmax, {"axis": -1}, "norm", 7))
-_add(OpDef("LogSoftmax", (1, 1), shapes.same, ref.log_softmax, {"axis": -1}, "norm", 7))
+_add(OpDef("Softmax", (1, 1), shapes.softmax, ref.softmax, {"axis": -1}, "norm", 7))
+_add(OpDef("LogSoftmax", (1, 1), shapes.softmax, ref.log_softmax, {"axis": -1}, "norm", 7))
 _add(OpDef("LayerNormalization", (2, 3), shapes.layer_norm, ref.layer_norm,
            {"axis": -1, "epsilon": 1e-5, "num_outputs": 1}, "norm", 8))
-_add(OpDef("RMSNormalization", (2, 2), shapes.same, ref.rms_norm,
+_add(OpDef("RMSNormalization", (2, 2), shapes.rms_norm, ref.rms_norm,
            {"axis": -1, "epsilon": 1e-5}, "norm", 5))
-_add(OpDef("BatchNormalization", (5, 5), shapes.same, ref.batch_norm, {"epsilon": 1e-5},
+_add(OpDef("BatchNormalization", (5, 5), shapes.batch_norm, ref.batch_norm, {"epsilon": 1e-5},
            "norm", 2))
 
 # ---- convolution and pooling (pads: all begins, then all ends) ----------------------------------

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .types import FLOAT_DTYPES, TensorType
+from .types import FLOAT_DTYPES, TensorType, available_memory, format_bytes
 
 
 class ShapeError(ValueError):
@@ -68,6 +68,8 @@ def reduce(types, attrs):
 
 def arg_reduce(types, attrs):
     shape = types[0].shape
+    if not shape:
+        raise ShapeError("ArgMax/ArgMin need an input of rank >= 1")
     axis = norm_axis(attrs["axis"], len(shape))
     out = list(shape)
     if attrs["keepdims"]:
@@ -111,8 +113,8 @@ def gemm(types, attrs):
     k2, n = b[::-1] if attrs["transB"] else b
     if k != k2:
         raise ShapeError(f"Gemm inner dims differ: {k} vs {k2}")
-    if len(types) > 2:
-        broadcast(types[2].shape, (m, n))
+    if len(types) > 2 and broadcast(types[2].shape, (m, n)) != (m, n):
+        raise ShapeError(f"Gemm bias {types[2].shape} does not broadcast to ({m}, {n})")
     return [TensorType((m, n), types[0].dtype)]
 
 
@@ -129,13 +131,30 @@ def window_out(size, kernel, stride, pad_begin, pad_end, dilation, ceil_mode=Fal
     return out
 
 
+def _check_window(attrs, nd: int, kernel) -> None:
+    """strides, dilations and kernel: nd values >= 1 each; pads: 2*nd values >= 0."""
+    strides, dilations, pads = attrs["strides"], attrs["dilations"], attrs["pads"]
+    if len(strides) != nd or len(dilations) != nd or len(pads) != 2 * nd or len(kernel) != nd:
+        raise ShapeError(f"strides {list(strides)}, dilations {list(dilations)}, kernel "
+                         f"{list(kernel)} and pads {list(pads)} do not fit {nd} spatial dims")
+    if min(list(strides) + list(dilations) + list(kernel), default=1) < 1 or min(
+            pads, default=0) < 0:
+        raise ShapeError(f"strides {list(strides)}, dilations {list(dilations)} and kernel "
+                         f"{list(kernel)} must be >= 1, pads {list(pads)} >= 0")
+
+
 def conv(types, attrs):
     x, w = types[0].shape, types[1].shape
     nd = len(x) - 2
+    group = attrs["group"]
     if len(w) != len(x) or nd < 1:
         raise ShapeError(f"Conv input {x} and weight {w} ranks do not match")
-    if x[1] != w[1] * attrs["group"]:
-        raise ShapeError(f"Conv channels: input has {x[1]}, weight expects {w[1]}×{attrs['group']}")
+    if group < 1 or x[1] != w[1] * group or w[0] % group:
+        raise ShapeError(f"Conv channels: input has {x[1]}, weight {w} with group {group} "
+                         f"expects {w[1]}×{group} and {w[0]} output channels divisible by it")
+    if len(types) > 2 and types[2].shape != (w[0],):
+        raise ShapeError(f"Conv bias {types[2].shape} must be ({w[0]},)")
+    _check_window(attrs, nd, w[2:])
     spatial = tuple(
         window_out(x[2 + i], w[2 + i], attrs["strides"][i], attrs["pads"][i],
                    attrs["pads"][i + nd], attrs["dilations"][i])
@@ -147,8 +166,9 @@ def pool(types, attrs):
     x = types[0].shape
     nd = len(x) - 2
     k = attrs["kernel_shape"]
-    if len(k) != nd:
+    if len(k) != nd or nd < 1:
         raise ShapeError(f"pool kernel {k} does not match input rank {len(x)}")
+    _check_window(attrs, nd, k)
     spatial = tuple(
         window_out(x[2 + i], k[i], attrs["strides"][i], attrs["pads"][i], attrs["pads"][i + nd],
                    attrs["dilations"][i], attrs["ceil_mode"])
@@ -161,9 +181,49 @@ def global_pool(types, attrs):
     return [TensorType(x[:2] + (1,) * (len(x) - 2), types[0].dtype)]
 
 
+def _check_scale(types, axis: int, op: str) -> None:
+    """Scale and bias of a normalization broadcast to the normalized dims x.shape[axis:]."""
+    normalized = types[0].shape[axis:]
+    for t in types[1:]:
+        if t.rank > len(normalized) or broadcast(normalized, t.shape) != normalized:
+            raise ShapeError(f"{op} scale/bias {t.shape} do not broadcast to the normalized "
+                             f"dims {normalized}")
+
+
+def softmax(types, attrs):
+    """Softmax, LogSoftmax: the input's type; the axis must be in range."""
+    norm_axis(attrs["axis"], types[0].rank)
+    if types[0].rank == 0:
+        raise ShapeError("softmax needs an input of rank >= 1")
+    return [types[0]]
+
+
+def rms_norm(types, attrs):
+    axis = norm_axis(attrs["axis"], types[0].rank)
+    _check_scale(types, axis, "RMSNormalization")
+    return [types[0]]
+
+
+def batch_norm(types, attrs):
+    x = types[0].shape
+    if len(x) < 2:
+        raise ShapeError(f"BatchNormalization needs rank >= 2, got {x}")
+    if any(t.shape != (x[1],) for t in types[1:]):
+        raise ShapeError(f"BatchNormalization scale, bias, mean and var must be ({x[1]},), got "
+                         f"{[t.shape for t in types[1:]]}")
+    return [types[0]]
+
+
+def mod(types, attrs):
+    if types[0].dtype in FLOAT_DTYPES and not attrs["fmod"]:
+        raise ShapeError("Mod of floats needs fmod=1")
+    return broadcast_same_dtype(types, attrs)
+
+
 def layer_norm(types, attrs):
     x = types[0]
     axis = norm_axis(attrs["axis"], x.rank)
+    _check_scale(types, axis, "LayerNormalization")
     stat = TensorType(x.shape[:axis] + (1,) * (x.rank - axis), "float32"
                       if x.dtype in ("float16", "bfloat16") else x.dtype)
     return [x, stat, stat][: attrs.get("num_outputs", 1)]
@@ -187,6 +247,8 @@ def transpose(types, attrs):
 
 def concat(types, attrs):
     rank = types[0].rank
+    if rank == 0:
+        raise ShapeError("Concat needs inputs of rank >= 1")
     axis = norm_axis(attrs["axis"], rank)
     for t in types[1:]:
         if t.rank != rank or any(a != b for i, (a, b) in enumerate(zip(t.shape, types[0].shape))
@@ -225,6 +287,8 @@ def squeeze(types, attrs):
 def unsqueeze(types, attrs):
     rank = types[0].rank + len(attrs["axes"])
     axes = sorted(norm_axis(a, rank) for a in attrs["axes"])
+    if len(set(axes)) != len(axes):
+        raise ShapeError(f"Unsqueeze axes {list(attrs['axes'])} repeat an axis")
     shape = list(types[0].shape)
     for a in axes:
         shape.insert(a, 1)
@@ -237,6 +301,8 @@ def expand(types, attrs):
 
 def flatten(types, attrs):
     shape = types[0].shape
+    if not -len(shape) <= attrs["axis"] <= len(shape):
+        raise ShapeError(f"Flatten axis {attrs['axis']} is out of range for rank {len(shape)}")
     axis = attrs["axis"] + len(shape) if attrs["axis"] < 0 else attrs["axis"]
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     return [TensorType((outer, int(np.prod(shape[axis:], dtype=np.int64))), types[0].dtype)]
@@ -244,6 +310,8 @@ def flatten(types, attrs):
 
 def gather(types, attrs):
     data, idx = types
+    if data.rank == 0:
+        raise ShapeError("Gather needs data of rank >= 1")
     axis = norm_axis(attrs["axis"], data.rank)
     return [TensorType(data.shape[:axis] + idx.shape + data.shape[axis + 1:], data.dtype)]
 
@@ -254,15 +322,22 @@ def same_shape_bool(types, attrs):
 
 def gather_elements(types, attrs):
     data, idx = types
-    if data.rank != idx.rank:
+    if data.rank != idx.rank or data.rank == 0:
         raise ShapeError(f"GatherElements: data rank {data.rank} != indices rank {idx.rank}")
+    axis = norm_axis(attrs["axis"], data.rank)
+    if any(i > d for a, (i, d) in enumerate(zip(idx.shape, data.shape)) if a != axis):
+        raise ShapeError(f"GatherElements: indices {idx.shape} exceed data {data.shape} off "
+                         f"axis {axis}")
     return [TensorType(idx.shape, data.dtype)]
 
 
 def gather_nd(types, attrs):
     data, idx = types
+    if idx.rank < 1 or data.rank < 1:
+        raise ShapeError("GatherND needs data and indices of rank >= 1")
     b, k = attrs["batch_dims"], idx.shape[-1]
-    if data.shape[:b] != idx.shape[:b] or b + k > data.rank:
+    if not 0 <= b < min(data.rank, idx.rank) or data.shape[:b] != idx.shape[:b] \
+            or b + k > data.rank:
         raise ShapeError(f"GatherND: indices {idx.shape} do not fit data {data.shape} "
                          f"with batch_dims={b}")
     return [TensorType(idx.shape[:-1] + data.shape[b + k:], data.dtype)]
@@ -278,6 +353,17 @@ def tile(types, attrs):
 def pad(types, attrs):
     shape, pads = types[0].shape, attrs["pads"]
     rank = len(shape)
+    if len(pads) != 2 * rank:
+        raise ShapeError(f"pads {list(pads)} must hold 2 values per axis of rank {rank}")
+    mode = attrs["mode"]
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise ShapeError(f"Pad mode {mode!r} is not constant, reflect, edge or wrap")
+    if mode != "constant" and any(
+            pads[i] > 0 or pads[i + rank] > 0 for i, d in enumerate(shape) if d == 0):
+        raise ShapeError(f"{mode} padding needs a non-empty axis to copy from")
+    if mode == "reflect" and any(max(pads[i], pads[i + rank]) >= d
+                                 for i, d in enumerate(shape)):
+        raise ShapeError(f"reflect pads {list(pads)} must be smaller than the dims {shape}")
     return [TensorType(tuple(d + pads[i] + pads[i + rank] for i, d in enumerate(shape)),
                        types[0].dtype)]
 
@@ -320,3 +406,70 @@ def codebook_dequantize(types, attrs):
         raise ShapeError(f"codebook has {entries} entries; {bits}-bit indices address 1.."
                          f"{2 ** bits}")
     return [TensorType(shape, codebook.dtype)]
+
+
+# ---- size limits ---------------------------------------------------------------------------
+
+# One tensor may hold at most 2^40 elements: past the memory of any accelerator, and small
+# enough that element and FLOP counts stay exact everywhere they are computed.
+MAX_ELEMENTS = 2**40
+
+
+def check_size(t: TensorType) -> None:
+    """Refuse a tensor type with more than MAX_ELEMENTS elements."""
+    if t.numel > MAX_ELEMENTS:
+        raise ShapeError(f"a {t} tensor has {t.numel} elements, more than the {MAX_ELEMENTS} "
+                         "mlc accepts in one tensor")
+
+
+def check_allocation(nbytes: int, what: str) -> None:
+    """Refuse to allocate `nbytes` for `what` when they exceed the memory available now."""
+    free = available_memory()
+    if nbytes > free:
+        raise ShapeError(f"{what}: needs {format_bytes(nbytes)}, more than the "
+                         f"{format_bytes(free)} of memory available")
+
+
+# ---- value checks: operands known at import or stored as weights --------------------------------
+
+def _check_index_range(idx: np.ndarray, size: int, what: str) -> None:
+    if idx.size and (int(idx.min()) < -size or int(idx.max()) >= size):
+        bad = int(idx.min()) if int(idx.min()) < -size else int(idx.max())
+        raise ShapeError(f"{what}: index {bad} is out of range [{-size}, {size - 1}]")
+
+
+def _gather_values(types, values, attrs):
+    if values[1] is not None:
+        axis = norm_axis(attrs["axis"], types[0].rank)
+        _check_index_range(values[1], types[0].shape[axis], f"Gather indices on axis {axis}")
+
+
+def _gather_elements_values(types, values, attrs):
+    if values[1] is not None:
+        axis = norm_axis(attrs["axis"], types[0].rank)
+        _check_index_range(values[1], types[0].shape[axis],
+                           f"GatherElements indices on axis {axis}")
+
+
+def _gather_nd_values(types, values, attrs):
+    idx = values[1]
+    if idx is not None and idx.size:
+        b = attrs["batch_dims"]
+        for j in range(idx.shape[-1]):
+            _check_index_range(idx[..., j], types[0].shape[b + j],
+                               f"GatherND index component {j}")
+
+
+VALUE_CHECKS = {
+    "Gather": _gather_values,
+    "GatherElements": _gather_elements_values,
+    "GatherND": _gather_nd_values,
+}
+
+
+def check_constant_operands(op: str, types, values, attrs) -> None:
+    """Check operands whose values are known (weights, constants at import): indices in range.
+    `values[i]` is the array of input i, or None when it is only known at run time."""
+    check = VALUE_CHECKS.get(op)
+    if check is not None and any(v is not None for v in values):
+        check(types, [None if v is None else np.asarray(v) for v in values], attrs)

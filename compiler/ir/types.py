@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 
 import ml_dtypes  # ships with onnx: bfloat16, float8, float4 and sub-byte ints for numpy
@@ -51,7 +53,9 @@ class TensorType:
     dtype: str
 
     def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        object.__setattr__(self, "shape", tuple(_dim(d, self.shape) for d in self.shape))
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; the IR knows {', '.join(DTYPES)}")
 
     @property
     def rank(self) -> int:
@@ -59,7 +63,7 @@ class TensorType:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # Python ints: a hostile 2^40 x 2^40 shape cannot wrap
 
     @property
     def nbytes(self) -> int:
@@ -71,3 +75,38 @@ class TensorType:
     @staticmethod
     def of(array) -> TensorType:
         return TensorType(tuple(np.shape(array)), dtype_name(np.asarray(array).dtype))
+
+
+def _dim(value, shape) -> int:
+    """One dimension as an int; fractional, boolean and negative dims are errors, never
+    truncated (a shape is a count of elements)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"shape {list(shape)}: dim {value!r} is not a whole number")
+    if value < 0:
+        raise ValueError(f"shape {list(shape)}: dim {value} is negative")
+    return int(value)
+
+
+def available_memory() -> int:
+    """Bytes of memory this process may still allocate (MemAvailable on Linux; physical
+    memory elsewhere): the bound every reader and executor checks before allocating."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**40  # unknown platform: the allocation itself will tell
+
+
+def format_bytes(count: int) -> str:
+    """A byte count for people, e.g. format_bytes(3 * 2**30) == "3.0 GiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{count} B"
+        count /= 1024
+    return f"{count} B"

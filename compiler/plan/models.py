@@ -7,11 +7,17 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
 from importlib import resources
 
 from mlc.compiler.errors import MlcError
+from mlc.compiler.safe_io import check_number, read_json
+
+# whole-number fields and their upper bounds (far beyond any published model)
+_COUNTS = {"params": 10**14, "layers": 10_000, "hidden": 1 << 20, "heads": 1 << 14,
+           "kv_heads": 1 << 14, "head_dim": 1 << 14, "ffn": 1 << 22, "vocab": 1 << 24,
+           "bytes_per_param": 8}
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,33 @@ def list_models() -> list[str]:
 def load_model_config(name: str) -> ModelConfig:
     """A bundled config by name (`llama-3.1-8b`, `qwen2.5-32b`, ...); MlcError lists known ones."""
     key = str(name).strip().lower()
-    source = _models_dir().joinpath(f"{key}.json")
-    if not key or not source.is_file():
+    if key not in list_models():  # also keeps a name like ../hardware/h100 out of other folders
         raise MlcError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    doc = json.loads(source.read_text())
-    return ModelConfig(**doc)
+    source = _models_dir().joinpath(f"{key}.json")
+    return model_from_dict(read_json(source, "model config (JSON)"), str(source))
+
+
+def model_from_dict(doc: dict, where: str = "<dict>") -> ModelConfig:
+    """Check a model config document field by field (names, types, whole positive numbers,
+    heads divisible by KV heads) and build a ModelConfig; MlcError names file and field."""
+    if not isinstance(doc, dict):
+        raise MlcError(f"{where}: a model config must be a JSON object")
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    missing, unknown = sorted(fields - set(doc)), sorted(set(doc) - fields)
+    if missing or unknown:
+        raise MlcError(f"{where}: model config " + "; ".join(
+            ([f"lacks field(s) {', '.join(missing)}"] if missing else [])
+            + ([f"has unknown field(s) {', '.join(unknown)}"] if unknown else [])))
+    checked = {}
+    for key, value in doc.items():
+        if key in _COUNTS:
+            checked[key] = check_number(value, f"{where}: {key}", low=1, high=_COUNTS[key],
+                                        integer=True)
+        elif not isinstance(value, str):
+            raise MlcError(f"{where}: {key} must be a string, got {value!r}")
+        else:
+            checked[key] = value
+    if checked["heads"] % checked["kv_heads"]:
+        raise MlcError(f"{where}: {checked['heads']} attention heads are not a multiple of "
+                       f"{checked['kv_heads']} KV heads")
+    return ModelConfig(**checked)

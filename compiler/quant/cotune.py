@@ -108,6 +108,10 @@ def _train(graph, layers, quantizers, data, options, progress, loss_of):
         {"params": gmm_params, "lr": options.lr}])
     full = [k for k, count in enumerate(data.counts)
             if count == len(next(iter(data.batches[k].values())))]
+    if not full:
+        raise MlcError(f"--data {data.source}: {data.samples} sample(s), fewer than the model's "
+                       f"batch of {len(next(iter(data.batches[0].values())))}; co-tuning needs "
+                       "at least one full batch")
     order_rng = np.random.default_rng(options.seed)
     history = []
     for epoch in range(options.epochs):
@@ -116,17 +120,29 @@ def _train(graph, layers, quantizers, data, options, progress, loss_of):
             batch = data.batches[k]
             outputs = module(**_inputs(batch, graph))
             loss = loss_of(outputs, batch, None if teacher is None else teacher[k])
+            losses.append(float(loss.detach()))
+            if not np.isfinite(losses[-1]):
+                raise MlcError(_diverged(f"the loss is {losses[-1]} at epoch {epoch + 1}, "
+                                         f"batch {len(losses)}", options))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss.detach()))
         history.append(float(np.mean(losses)) if losses else float("nan"))
         if progress:
             progress(f"epoch {epoch + 1}/{options.epochs}: loss {history[-1]:.4g} "
                      f"({time.perf_counter() - start:.1f} s)")
     tuned = {name: p.detach().cpu().numpy().astype(graph.weights[name].dtype)
              for name, p in module.weight_tensors().items() if isinstance(p, torch.nn.Parameter)}
+    broken = [name for name, array in tuned.items() if not np.isfinite(array).all()]
+    if broken:
+        raise MlcError(_diverged(f"weight {broken[0]!r} holds NaN or infinity after training",
+                                 options))
     return with_weights(graph, tuned), history
+
+
+def _diverged(what: str, options: TuneOptions) -> str:
+    return (f"co-tuning diverged: {what}; lower the learning rate (--lr, now {options.lr:g}) "
+            "or train fewer epochs")
 
 
 def _inputs(batch: dict, graph: Graph) -> dict:

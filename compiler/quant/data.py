@@ -48,29 +48,56 @@ def load_data(spec: str, graph: Graph) -> QuantData:
 
 
 def _from_npz(path: Path, graph: Graph) -> QuantData:
-    try:
-        with np.load(path) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError) as err:
-        raise MlcError(f"--data {path}: cannot read ({err})") from None
+    from mlc.compiler.ir.serialize import read_npz
+
+    arrays = read_npz(path, "--data .npz file (model inputs by name, optional labels)")
+    where = f"--data {path}"
     missing = [name for name in graph.inputs if name not in arrays]
     if missing:
-        raise MlcError(f"--data {path}: no array for model input(s) {missing}; it holds "
-                       f"{sorted(arrays)}")
-    samples = {name: arrays[name].shape[0] if arrays[name].ndim else 0 for name in graph.inputs}
-    if LABELS in arrays:
-        samples[LABELS] = arrays[LABELS].shape[0] if arrays[LABELS].ndim else 0
-    if len(set(samples.values())) != 1 or 0 in samples.values():
-        raise MlcError(f"--data {path}: arrays disagree on the number of samples: {samples}")
+        raise MlcError(f"{where}: no array for model input(s) {missing}; it holds "
+                       f"{sorted(arrays) or 'no arrays'}")
     for name, expected in graph.inputs.items():
+        check_array_values(arrays[name], f"{where}: input {name!r}")
         got = arrays[name].shape
-        if tuple(got[1:]) != tuple(expected.shape[1:]):
-            raise MlcError(f"--data {path}: input {name!r} has per-sample shape {got[1:]}, the "
-                           f"model expects {tuple(expected.shape[1:])} (batch first)")
+        if len(got) != len(expected.shape) or tuple(got[1:]) != tuple(expected.shape[1:]):
+            raise MlcError(f"{where}: input {name!r} has shape {got}, the model expects "
+                           f"(samples, {', '.join(map(str, expected.shape[1:]))}) (batch first)")
+    samples = {name: arrays[name].shape[0] for name in graph.inputs}
     labels = arrays.get(LABELS)
-    if labels is not None and (labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer)):
-        raise MlcError(f"--data {path}: '{LABELS}' must be a 1-D integer array of class ids")
+    if labels is not None:
+        check_labels(labels, graph, where)
+        samples[LABELS] = labels.shape[0]
+    if len(set(samples.values())) != 1 or 0 in samples.values():
+        raise MlcError(f"{where}: arrays disagree on the number of samples, or hold none: "
+                       f"{samples}")
     return batch_arrays({n: arrays[n] for n in graph.inputs}, labels, graph, str(path))
+
+
+def check_array_values(array: np.ndarray, where: str) -> None:
+    """Refuse arrays a model input cannot take without losing information: complex (the
+    imaginary part would be dropped), non-numeric, or holding NaN / infinity."""
+    if array.dtype.kind not in "biuf":
+        raise MlcError(f"{where}: dtype {array.dtype} is not a real number type; save real "
+                       "(float, int or bool) arrays")
+    if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise MlcError(f"{where}: holds {bad} NaN or infinite value(s); clean the data first")
+
+
+def check_labels(labels: np.ndarray, graph: Graph, where: str) -> None:
+    """Labels are 1-D integer class ids within the classes of the first output
+    ([batch, classes])."""
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise MlcError(f"{where}: '{LABELS}' must be a 1-D integer array of class ids; it is "
+                       f"{labels.dtype} with shape {labels.shape}")
+    output = graph.types[graph.outputs[0]]
+    if output.rank != 2:
+        raise MlcError(f"{where}: '{LABELS}' need a [batch, classes] first output; "
+                       f"{graph.outputs[0]!r} has shape {output.shape}")
+    classes = output.shape[1]
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise MlcError(f"{where}: '{LABELS}' range from {labels.min()} to {labels.max()}; the "
+                       f"model has {classes} classes (ids 0..{classes - 1})")
 
 
 def batch_arrays(inputs: dict[str, np.ndarray], labels: np.ndarray | None, graph: Graph,
@@ -97,7 +124,11 @@ def _from_callable(spec: str, graph: Graph) -> QuantData:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise MlcError(f"--data {spec}: cannot import ({err})") from None
-    result = fn()
+    try:
+        result = fn()
+    except Exception as err:  # the user's own code: say where it failed, not an mlc bug
+        raise MlcError(f"--data {spec}: the callable raised {type(err).__name__}: "
+                       f"{err}") from None
     if not (isinstance(result, tuple) and len(result) == 2 and callable(result[0])):
         raise MlcError(f"--data {spec}: must return (loss_fn, batches)")
     loss_fn, batches = result[0], list(result[1])

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlc.compiler.errors import MlcError
 from mlc.compiler.ir.graph import Graph
 from mlc.compiler.ir.serialize import graph_to_json, load_graph
+from mlc.compiler.safe_io import check_number, read_json
 
 PLAN_FILE = "plan.json"
+MAX_COUNT = 2**31 - 1  # batch sizes, ranks, counts: anything larger is not a real plan
+_TASK = re.compile(r"[FB](0|[1-9][0-9]{0,8})")
 
 
 @dataclass(frozen=True)
@@ -75,59 +79,109 @@ def load_plan(directory: Path) -> tuple[Graph, PipelinePlan]:
     """Read DIR/graph.json and DIR/plan.json; raise MlcError on any mismatch."""
     directory = Path(directory)
     plan_path = directory / PLAN_FILE
+    hint = "give a folder written by `mlc partition --out`"
+    if not directory.is_dir():
+        raise MlcError(f"{directory}: no such folder; {hint}")
     if not (directory / "graph.json").is_file():
-        raise MlcError(f"{directory}: no graph.json; give a directory written by `mlc partition`")
-    try:
-        doc = json.loads(plan_path.read_text())
-    except FileNotFoundError:
-        raise MlcError(f"{plan_path}: no such file; run `mlc partition` to write one") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise MlcError(f"{plan_path}: cannot read plan JSON ({err})") from None
+        raise MlcError(f"{directory}: no graph.json, so not a partition artifact; {hint}")
+    if not plan_path.is_file():
+        raise MlcError(f"{plan_path}: no such file, so not a partition artifact; {hint}")
+    doc = read_json(plan_path, "partition plan (plan.json)")
     graph = load_graph(directory / "graph.json")
     try:
         plan = parse_plan(doc, graph)
-    except (KeyError, TypeError, ValueError) as err:
-        raise MlcError(f"{plan_path}: malformed plan ({type(err).__name__}: {err})") from None
+    except MlcError as err:
+        raise MlcError(f"{plan_path}: {err}") from None
     return graph, plan
 
 
 def parse_plan(doc: dict, graph: Graph) -> PipelinePlan:
-    """A PipelinePlan from plan.json's document, validated against `graph`."""
-    if doc.get("kind") != "partition-plan" or doc.get("format_version") != 1:
+    """A PipelinePlan from plan.json's document, validated against `graph`; every field is
+    type- and range-checked, so a tampered file is a clear MlcError, never a crash."""
+    if not isinstance(doc, dict) or doc.get("kind") != "partition-plan" \
+            or doc.get("format_version") != 1:
         raise MlcError("not a partition plan (kind 'partition-plan', format_version 1)")
     if doc.get("graph_hash") != graph_hash(graph):
         raise MlcError(f"plan file is for another model (graph_hash does not match graph "
                        f"{graph.name!r}); re-run `mlc partition` on this model")
-    batch, micro = int(doc["batch"]), int(doc["micro_batch"])
-    if micro <= 0 or batch % micro:
+    batch = _whole(doc, "batch", "batch", low=1)
+    micro = _whole(doc, "micro_batch", "micro_batch", low=1)
+    if batch % micro:
         raise MlcError(f"micro_batch {micro} does not divide batch {batch}")
-    if int(doc.get("num_micro_batches", batch // micro)) != batch // micro:
+    _check_batch(batch, graph)  # before anything sized by the batch is built
+    if _whole(doc, "num_micro_batches", "num_micro_batches", low=1,
+              default=batch // micro) != batch // micro:
         raise MlcError(f"num_micro_batches {doc['num_micro_batches']} is not batch {batch} / "
                        f"micro_batch {micro}")
-    orders = doc.get("schedule", {}).get("order", {})
-    stages = []
-    for position, entry in enumerate(doc["stages"]):
-        if int(entry["id"]) != position:
-            raise MlcError(f"stage ids must be 0..{len(doc['stages']) - 1} in order; "
-                           f"entry {position} has id {entry['id']}")
-        if int(entry.get("micro_batch", micro)) != micro:
-            raise MlcError(f"stage {position}: micro_batch {entry['micro_batch']} differs from "
-                           f"the plan's {micro}; per-stage micro-batch sizes are not supported")
-        order = orders.get(str(position)) or default_order(
-            batch // micro, int(entry.get("in_flight", 1)))
-        stages.append(Stage(position, tuple(entry["ops"]), tuple(int(d) for d in entry["devices"]),
-                            tuple(order)))
-    plan = PipelinePlan(str(doc.get("planner", "?")), batch, micro, tuple(stages),
-                        tuple((int(s), int(t)) for s, t in doc["edges"]))
+    schedule = _field(doc, "schedule", dict, "schedule", default={})
+    orders = _field(schedule, "order", dict, "schedule.order", default={})
+    entries = _field(doc, "stages", list, "stages")
+    if not entries:
+        raise MlcError("the plan has no stages")
+    stages = [_stage(entry, position, micro, batch, orders)
+              for position, entry in enumerate(entries)]
+    edges = []
+    for k, edge in enumerate(_field(doc, "edges", list, "edges")):
+        if not isinstance(edge, list) or len(edge) != 2:
+            raise MlcError(f"edges[{k}]: expected a pair [from stage, to stage], got {edge!r}")
+        edges.append(tuple(check_number(v, f"edges[{k}]", low=0, integer=True) for v in edge))
+    plan = PipelinePlan(str(doc.get("planner", "?")), batch, micro, tuple(stages), tuple(edges))
     _check_ops(plan, graph)
     _check_ranks(plan)
-    if int(doc.get("devices", plan.world_size)) != plan.world_size:
+    if _whole(doc, "devices", "devices", low=1, default=plan.world_size) != plan.world_size:
         raise MlcError(f"the plan says {doc['devices']} devices, its stages use "
                        f"{plan.world_size}")
     _check_edges(plan, graph)
-    _check_batch(plan, graph)
     _check_schedule(plan)
     return plan
+
+
+def _field(doc: dict, key: str, kind: type, where: str, default=None):
+    """doc[key], which must be a `kind` (a missing key is an error unless there is a default)."""
+    if key not in doc:
+        if default is None:
+            raise MlcError(f"{where}: missing")
+        return default
+    value = doc[key]
+    if not isinstance(value, kind):
+        raise MlcError(f"{where}: expected a JSON {_JSON_NAMES[kind]}, got {value!r:.60}")
+    return value
+
+
+_JSON_NAMES = {dict: "object", list: "array", str: "string"}
+
+
+def _whole(doc: dict, key: str, where: str, low: int, default: int | None = None) -> int:
+    """doc[key] as a whole number >= low (a float like 2.5, a string or a bool is refused)."""
+    if key not in doc and default is not None:
+        return default
+    if key not in doc:
+        raise MlcError(f"{where}: missing")
+    return check_number(doc[key], where, low=low, high=MAX_COUNT, integer=True)
+
+
+def _stage(entry, position: int, micro: int, batch: int, orders: dict) -> Stage:
+    """One stages[] entry, checked field by field."""
+    where = f"stages[{position}]"
+    if not isinstance(entry, dict):
+        raise MlcError(f"{where}: expected a JSON object, got {entry!r:.60}")
+    if _whole(entry, "id", f"{where}.id", low=0) != position:
+        raise MlcError(f"stage ids must be 0..n-1 in order; {where} has id {entry['id']}")
+    if _whole(entry, "micro_batch", f"{where}.micro_batch", low=1, default=micro) != micro:
+        raise MlcError(f"stage {position}: micro_batch {entry['micro_batch']} differs from "
+                       f"the plan's {micro}; per-stage micro-batch sizes are not supported")
+    ops = _field(entry, "ops", list, f"{where}.ops")
+    devices = _field(entry, "devices", list, f"{where}.devices")
+    if not all(isinstance(op, str) for op in ops):
+        raise MlcError(f"{where}.ops: expected node names (strings)")
+    ranks = tuple(check_number(d, f"{where}.devices", low=0, high=MAX_COUNT, integer=True)
+                  for d in devices)
+    in_flight = _whole(entry, "in_flight", f"{where}.in_flight", low=1, default=1)
+    order = _field(orders, str(position), list, f"schedule.order[{position}]", default=[])
+    if not all(isinstance(task, str) and _TASK.fullmatch(task) for task in order):
+        raise MlcError(f"schedule.order[{position}]: tasks must be F<i> or B<i>, like F0 B0")
+    return Stage(position, tuple(ops), ranks,
+                 tuple(order or default_order(batch // micro, in_flight)))
 
 
 def stage_of_node(plan: PipelinePlan) -> dict[str, int]:
@@ -188,11 +242,11 @@ def _check_edges(plan: PipelinePlan, graph: Graph) -> None:
                                f"edge ({s}, {t})")
 
 
-def _check_batch(plan: PipelinePlan, graph: Graph) -> None:
+def _check_batch(batch: int, graph: Graph) -> None:
     for name, tensor_type in graph.inputs.items():
-        if not tensor_type.shape or tensor_type.shape[0] != plan.batch:
+        if not tensor_type.shape or tensor_type.shape[0] != batch:
             raise MlcError(f"model input {name!r} has shape {tensor_type.shape}, but the plan's "
-                           f"batch is {plan.batch}; the batch must be dimension 0 of every input")
+                           f"batch is {batch}; the batch must be dimension 0 of every input")
     if len(graph.outputs) != 1:
         raise MlcError(f"training needs one model output for the loss; the graph has "
                        f"{len(graph.outputs)}")

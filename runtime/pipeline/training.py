@@ -14,13 +14,19 @@ import torch
 
 from mlc.compiler.errors import MlcError
 from mlc.compiler.ir.graph import Graph
+from mlc.compiler.ir.serialize import read_npz
 from mlc.compiler.ir.types import is_float, np_dtype
+from mlc.compiler.quant.data import check_array_values
+from mlc.compiler.safe_io import check_number
 from mlc.runtime.torch_executor import TorchGraphModule, to_torch
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week; far larger values overflow torch's timeout
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a rank needs, picklable for spawned processes."""
+    """Everything a rank needs, picklable for spawned processes; checked when made."""
 
     directory: str
     steps: int = 1
@@ -34,6 +40,17 @@ class TrainConfig:
     master_port: int = 29500
     result_path: str | None = None
     error_dir: str | None = None
+    launcher_pid: int | None = None  # workers exit when this process ends (see lifeline.py)
+    launcher_start: int | None = None
+    temp_paths: tuple[str, ...] = ()  # removed by a worker that outlives its launcher
+
+    def __post_init__(self):
+        check_number(self.steps, "steps", low=1, integer=True)
+        check_number(self.lr, "learning rate", low=0, low_open=True)
+        check_number(self.seed, "seed", low=0, high=2**32 - 1, integer=True)
+        check_number(self.timeout_s, "timeout (seconds)", low=0, low_open=True, high=MAX_TIMEOUT_S)
+        if self.optimizer not in OPTIMIZERS:
+            raise MlcError(f"unknown optimizer {self.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
 
 
 def load_data(graph: Graph, batch: int, path: str | None, seed: int) -> dict[str, np.ndarray]:
@@ -45,26 +62,45 @@ def load_data(graph: Graph, batch: int, path: str | None, seed: int) -> dict[str
         data = {name: _random(rng, t.shape, t.dtype) for name, t in graph.inputs.items()}
         data["targets"] = rng.standard_normal(output.shape).astype(np_dtype(output.dtype))
         return data
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError) as err:
-        raise MlcError(f"{path}: not a readable .npz file ({err})") from None
+    data = read_npz(path, "training data .npz (model inputs by name plus labels or targets)")
     missing = [name for name in graph.inputs if name not in data]
     if missing:
         raise MlcError(f"{path}: missing model input(s) {missing}; it needs {list(graph.inputs)}")
     if ("labels" in data) == ("targets" in data):
         raise MlcError(f"{path}: needs exactly one of `labels` (cross-entropy) or `targets` "
                        f"(MSE); it has {sorted(data)}")
-    for name, tensor_type in graph.inputs.items():
-        if data[name].shape[1:] != tensor_type.shape[1:]:
+    wanted = {name: t.shape for name, t in graph.inputs.items()}
+    wanted["targets"] = output.shape
+    for name, shape in wanted.items():
+        if name not in data:
+            continue
+        check_array_values(data[name], f"{path}: {name!r}")
+        if data[name].ndim != len(shape) or data[name].shape[1:] != shape[1:]:
             raise MlcError(f"{path}: {name!r} has shape {data[name].shape}; the model wants "
-                           f"(rows, {', '.join(map(str, tensor_type.shape[1:]))})")
-    rows = {name: len(value) for name, value in data.items()}
-    if len(set(rows.values())) != 1 or next(iter(rows.values())) % batch:
+                           f"(rows, {', '.join(map(str, shape[1:]))})")
+    rows = {name: len(value) if value.ndim else 0 for name, value in data.items()}
+    if len(set(rows.values())) != 1 or 0 in rows.values() or next(iter(rows.values())) % batch:
         raise MlcError(f"{path}: every array needs the same number of rows, a multiple of the "
-                       f"batch {batch}; got {rows}")
+                       f"batch {batch} (at least one batch); got {rows}")
+    if "labels" in data:
+        _check_labels(data["labels"], output.shape, path)
     return data
+
+
+def _check_labels(labels: np.ndarray, output_shape: tuple[int, ...], path) -> None:
+    """Cross-entropy labels: integer class ids, one per output row (and per trailing position
+    for outputs (rows, classes, d1, ...)), each within the output's classes."""
+    if len(output_shape) < 2:
+        raise MlcError(f"{path}: `labels` need a (rows, classes, ...) model output; it has shape "
+                       f"{output_shape}. Use `targets` (MSE) instead")
+    if labels.dtype.kind not in "iu" or labels.shape[1:] != output_shape[2:]:
+        want = ", ".join(["rows", *map(str, output_shape[2:])])
+        raise MlcError(f"{path}: `labels` must be integer class ids of shape ({want}); got "
+                       f"{labels.dtype} {labels.shape}")
+    classes = output_shape[1]
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise MlcError(f"{path}: `labels` range from {labels.min()} to {labels.max()}; the "
+                       f"model has {classes} classes (ids 0..{classes - 1})")
 
 
 def _random(rng: np.random.Generator, shape, dtype: str) -> np.ndarray:
@@ -91,11 +127,8 @@ def micro_loss(output: torch.Tensor, batch: dict[str, torch.Tensor],
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    raise MlcError(f"unknown optimizer {name!r}; use sgd or adam")
+    return OPTIMIZERS[name](params, lr=lr)
+
 
 
 def as_tensors(graph: Graph, arrays: dict[str, np.ndarray], device) -> dict[str, torch.Tensor]:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from mlc.compiler.errors import EXIT_VERDICT, MlcError
 from mlc.runtime.torch_executor import TorchGraphModule
 from mlc.runtime.torch_ops import torch_dtype
 
@@ -188,6 +191,7 @@ def run_rank(rank: int, world_size: int, config: TrainConfig) -> dict | None:
             for weight in module.parameters():
                 if weight.grad is not None:
                     dist.all_reduce(weight.grad, group=groups[stage.id])
+        check_finite(losses[-1], module, step, config.lr)
         if step == 0 and config.check:
             grads = {name: w.grad.detach().cpu().numpy() if w.grad is not None
                      else np.zeros(tuple(w.shape))
@@ -201,6 +205,22 @@ def run_rank(rank: int, world_size: int, config: TrainConfig) -> dict | None:
     if rank != 0:
         return None
     return _report(graph, plan, config, gathered, step_times)
+
+
+def check_finite(loss: float, module: TorchGraphModule, step: int, lr: float) -> None:
+    """A loss or gradient that is NaN or infinite ends training with an error: a diverged run
+    is not a result (every later step would be NaN too)."""
+    what = None
+    if not math.isfinite(loss):
+        what = f"the loss is {loss}"
+    else:
+        for name, weight in module.weight_tensors().items():
+            if weight.grad is not None and not bool(torch.isfinite(weight.grad).all()):
+                what = f"the gradient of weight {name!r} is not finite"
+                break
+    if what:
+        raise MlcError(f"training diverged at step {step + 1}: {what}; lower --lr (now {lr:g}) "
+                       "or check the data")
 
 
 def _report(graph, plan: PipelinePlan, config: TrainConfig, gathered, step_times) -> dict:
@@ -225,8 +245,10 @@ def write_failure(config: TrainConfig, rank: int, err: BaseException) -> None:
     if not config.error_dir:
         return
     stage = _STAGE_OF_THIS_PROCESS[0] if _STAGE_OF_THIS_PROCESS else None
-    doc = {"rank": rank, "stage": stage, "time": time.time(),
-           "error": f"{type(err).__name__}: {err}".splitlines()[0][:500]}
+    user = isinstance(err, MlcError)  # bad input: its message speaks for itself
+    text = str(err) if user else f"{type(err).__name__}: {err}"
+    doc = {"rank": rank, "stage": stage, "time": time.time(), "user": user,
+           "error": (text.splitlines() or [""])[0][:500]}
     Path(config.error_dir, f"rank{rank}.json").write_text(json.dumps(doc))
 
 
@@ -240,13 +262,17 @@ def main(argv=None) -> None:
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    config = TrainConfig(args.directory, args.steps, args.data, args.lr, args.optimizer,
-                         check=args.check)
-    report = run_rank(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), config)
+    try:
+        config = TrainConfig(args.directory, args.steps, args.data, args.lr, args.optimizer,
+                             check=args.check)
+        report = run_rank(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), config)
+    except MlcError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
     if report is not None:
         print(json.dumps(report, indent=1))
         if config.check and not report["check"]["ok"]:
-            raise SystemExit(1)
+            raise SystemExit(EXIT_VERDICT)
 
 
 if __name__ == "__main__":

@@ -56,10 +56,10 @@ def test_compile_then_run_matches_the_workload(tmp_path):
     assert result.returncode == 0 and "equivalent" in result.stdout
 
 
-def test_verify_rejects_a_wrong_mugraph_with_exit_1():
+def test_verify_rejects_a_wrong_mugraph_with_exit_3():
     result = mlc("verify", WRONG / "gated_mlp_small.json", "--against",
                  "workload:gated_mlp:small", "--json")
-    assert result.returncode == 1
+    assert result.returncode == 3  # a negative verdict, not bad input
     (row,) = json.loads(result.stdout)
     assert row["equivalent"] is False and row["output"] == "O"
 

@@ -92,10 +92,10 @@ def test_cli_formal_proves_a_fixture():
     assert "proven equivalent (formal" in result.stdout
 
 
-def test_cli_formal_json_and_exit_1_when_not_proven():
+def test_cli_formal_json_and_exit_3_when_not_proven():
     wrong = WRONG / "gqa_small.json"
     result = run_cli("verify", wrong, "--against", "workload:gqa:small", "--formal", "--json")
-    assert result.returncode == 1
+    assert result.returncode == 3
     (row,) = json.loads(result.stdout)
     assert row["proven"] is False and row["check"] == "formal"
     assert "seconds" in row and row["reason"]

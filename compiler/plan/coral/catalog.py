@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from mlc.compiler.errors import MlcError
+from mlc.compiler.safe_io import check_number
 from mlc.compiler.superopt.cost.hardware import list_gpus, load_gpu
 
 DEFAULT_AVAILABLE = 64  # per GPU type when the user gives no count: a large cloud region
@@ -28,7 +29,10 @@ _LINKS = [(r"NVLink (\d+) GB/s", lambda gbs: (gbs * 1e9 / 2, 8e-6)),
           (r"PCIe 4", lambda _: (32e9, 15e-6)),
           (r"PCIe 3", lambda _: (16e9, 20e-6))]
 
-OVERRIDABLE = ("available", "price_per_hour", "bandwidth_efficiency", "flops_efficiency")
+# field: (least, most, least excluded). A price of 0 is allowed (GPUs one already owns); an
+# efficiency is a fraction of the datasheet peak, so in (0, 1].
+OVERRIDABLE = {"available": (0, 100_000, False), "price_per_hour": (0, 10_000, False),
+               "bandwidth_efficiency": (0, 1, True), "flops_efficiency": (0, 1, True)}
 
 
 @dataclass(frozen=True)
@@ -71,38 +75,42 @@ def gpu_type(name: str, available: int = DEFAULT_AVAILABLE) -> GpuType:
                    available=available)
 
 
-def _check_override(name: str, fields: dict) -> dict:
+def _check_override(name: str, fields: dict, where: str = "GPU overrides") -> dict:
+    """One GPU type's overrides, each a finite number in its OVERRIDABLE range."""
     if not isinstance(fields, dict):
-        raise MlcError(f"GPU {name!r}: expected an object with {', '.join(OVERRIDABLE)}")
+        raise MlcError(f"{where}: GPU {name!r}: expected an object with "
+                       f"{', '.join(OVERRIDABLE)}")
     unknown = sorted(set(fields) - set(OVERRIDABLE))
     if unknown:
-        raise MlcError(f"GPU {name!r}: unknown field(s) {', '.join(unknown)}; "
+        raise MlcError(f"{where}: GPU {name!r}: unknown field(s) {', '.join(unknown)}; "
                        f"known: {', '.join(OVERRIDABLE)}")
+    checked = {}
     for key, value in fields.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise MlcError(f"GPU {name!r}: {key} must be a number >= 0, got {value!r}")
-        if key == "available" and int(value) != value:
-            raise MlcError(f"GPU {name!r}: available must be a whole number, got {value!r}")
-    return {k: int(v) if k == "available" else float(v) for k, v in fields.items()}
+        low, high, low_open = OVERRIDABLE[key]
+        checked[key] = check_number(value, f"{where}: {name}.{key}", low=low, high=high,
+                                    low_open=low_open, integer=key == "available")
+        if key != "available":
+            checked[key] = float(checked[key])
+    return checked
 
 
-def load_catalog(overrides: dict | None = None, only: list[str] | None = None
-                 ) -> dict[str, GpuType]:
+def load_catalog(overrides: dict | None = None, only: list[str] | None = None,
+                 where: str = "GPU overrides") -> dict[str, GpuType]:
     """Every bundled GPU type (or those in `only`), with the user's overrides applied.
 
-    Override keys must name known GPUs; the error lists them."""
+    Override keys must name known GPUs (the error lists them) and values be in range; `where`
+    names the overrides' file in errors."""
     names = list_gpus() if only is None else list(only)
+    if overrides is not None and not isinstance(overrides, dict):
+        raise MlcError(f"{where}: expected a mapping of GPU names to "
+                       f"{{{', '.join(OVERRIDABLE)}}}")
     overrides = dict(overrides or {})
     known = list_gpus()
     for name in list(overrides) + names:
         if name not in known:
-            raise MlcError(f"unknown GPU {name!r}; known GPUs: {', '.join(known)}")
-    catalog = {}
-    for name in names:
-        entry = gpu_type(name)
-        fields = _check_override(name, overrides.get(name, {}))
-        catalog[name] = dataclasses.replace(entry, **fields)
-    return catalog
+            raise MlcError(f"{where}: unknown GPU {name!r}; known GPUs: {', '.join(known)}")
+    checked = {name: _check_override(name, fields, where) for name, fields in overrides.items()}
+    return {name: dataclasses.replace(gpu_type(name), **checked.get(name, {})) for name in names}
 
 
 def with_availability(catalog: dict[str, GpuType], available: dict[str, int]

@@ -11,7 +11,7 @@ from mlc.compiler.errors import MlcError
 
 from ..models import ModelConfig, load_model_config
 from .baselines import homogeneous_baseline, per_model_baseline
-from .cache import cached_results, stage1_document
+from .cache import cached_results, recheck, stage1_document
 from .catalog import GpuType
 from .inputs import demand_document
 from .launch import node_layout, vllm_command
@@ -36,17 +36,24 @@ class ServePlan:
 
 def run_stage1_all(models: dict[str, ModelConfig], demand: dict[str, Workload],
                    catalog: dict[str, GpuType], eff: Efficiency, cache: dict | None = None,
-                   mixed: bool = True) -> tuple[dict[str, Stage1Result], list[str]]:
-    """Stage 1 for every model, reusing cached results whose shape still matches."""
-    cached = cached_results(cache, catalog, eff)
+                   mixed: bool = True, notes: list[str] | None = None
+                   ) -> tuple[dict[str, Stage1Result], list[str]]:
+    """Stage 1 for every model, reusing cached results whose shape still matches and that
+    pass `recheck`; a cached result that fails it is rerun, with a note in `notes`."""
+    cached = cached_results(cache, catalog, eff, notes)
     results, reused = {}, []
     for name, model in models.items():
         hit = cached.get(name)
         if hit is not None and hit.shape_key == demand[name].shape_key:
-            results[name] = hit
-            reused.append(name)
-        else:
-            results[name] = run_stage1(model, demand[name], catalog, eff, mixed=mixed)
+            problem = recheck(hit, model, demand[name], catalog, eff)
+            if not problem:
+                results[name] = hit
+                reused.append(name)
+                continue
+            if notes is not None:
+                notes.append(f"cached stage 1 of {name} was not reused: {problem}; "
+                             "stage 1 was rerun")
+        results[name] = run_stage1(model, demand[name], catalog, eff, mixed=mixed)
     return results, reused
 
 
@@ -76,7 +83,8 @@ def plan_serve(demand: dict[str, Workload], catalog: dict[str, GpuType],
     """Plan every model in `demand` over `catalog` at least cost (or most goodput)."""
     models = {name: load_model_config(name) for name in demand}
     start = time.perf_counter()
-    results, reused = run_stage1_all(models, demand, catalog, eff, cache)
+    cache_notes: list[str] = []
+    results, reused = run_stage1_all(models, demand, catalog, eff, cache, notes=cache_notes)
     stage1_seconds = time.perf_counter() - start
     check_servable(results, demand)
     rates = planning_demand(demand, utilization)
@@ -97,7 +105,7 @@ def plan_serve(demand: dict[str, Workload], catalog: dict[str, GpuType],
             sims[name] = simulate_model(replicas, demand[name].requests_per_s,
                                         demand[name].ttft_slo_s, max_arrivals=10000,
                                         seed=seed + index)
-    notes = _notes(allocation, rates, utilization)
+    notes = cache_notes + _notes(allocation, rates, utilization)
     plan = plan_document(models, demand, allocation, catalog, utilization, notes, overrides)
     report = report_document(allocation, baselines, results, reused, stage1_seconds, sims,
                              notes, utilization)

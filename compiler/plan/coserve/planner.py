@@ -54,6 +54,9 @@ def choose_replica(model_name: str, gpu_name: str, gpus: int, tp: int | None,
     if tp is not None and (tp < 1 or gpus % tp):
         raise MlcError(f"--gpus {gpus} is not a multiple of --tp {tp}")
     model, gpu = load_model_config(model_name), gpu_type(gpu_name)
+    if tp is not None and model.heads % tp:
+        raise MlcError(f"--tp {tp} does not split the {model.heads} attention heads of "
+                       f"{model.name}; choose a tp that divides {model.heads}")
     choices = [tp] if tp else [t for t in TP_CHOICES if t <= gpus and gpus % t == 0
                                and model.heads % t == 0]
     fitting, error = [], None

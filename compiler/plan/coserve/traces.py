@@ -22,11 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from mlc.compiler.errors import MlcError
+from mlc.compiler.safe_io import check_number, parse_json
 
 PROMPT_MEAN, PROMPT_SIGMA, PROMPT_CLIP = 161.0, 1.0, (4, 4096)
 OUTPUT_MEAN, OUTPUT_SIGMA, OUTPUT_CLIP = 338.0, 0.9, (4, 2048)
 BURSTY_CV = 2.0
 CHARS_PER_TOKEN = 4  # a "prompt" string's token count is estimated as len(prompt) / 4
+MAX_TRACE_BYTES = 1 << 30  # a JSON-lines file larger than this is not a trace mlc reads
+MAX_GENERATED_REQUESTS = 2_000_000  # rate * duration above this would not fit the simulator
+MAX_TOKENS = 1 << 20  # per request prompt or output: far beyond any model's context
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,13 @@ def _lognormal(rng: np.random.Generator, mean: float, sigma: float, clip: tuple[
 def arrival_times(rate: float, duration: float, kind: str, rng: np.random.Generator
                   ) -> np.ndarray:
     """Arrival times in [0, duration) at mean `rate` per second, `poisson` or `bursty`."""
-    if rate <= 0 or duration <= 0:
-        raise MlcError(f"trace needs rate > 0 and duration > 0 (got {rate}, {duration})")
+    if not (np.isfinite(rate) and np.isfinite(duration) and rate > 0 and duration > 0):
+        raise MlcError(f"a generated trace needs a finite rate > 0 and duration > 0 (got "
+                       f"{rate}, {duration})")
+    if rate * duration > MAX_GENERATED_REQUESTS:
+        raise MlcError(f"rate {rate:g}/s over {duration:g} s is about {rate * duration:,.0f} "
+                       f"requests, more than the {MAX_GENERATED_REQUESTS:,} a simulation "
+                       "holds; lower the rate or the duration")
     count = int(rate * duration * 1.5 + 50)  # enough gaps to pass `duration` almost surely
     times = np.empty(0)
     while times.size == 0 or times[-1] < duration:
@@ -81,45 +90,51 @@ def write_trace(requests: list[Request], path: str | Path) -> None:
     Path(path).write_text("".join(json.dumps(asdict(r)) + "\n" for r in requests))
 
 
-def _request(doc, where: str) -> Request:
-    if not isinstance(doc, dict):
-        raise MlcError(f"{where}: expected a JSON object, got {type(doc).__name__}")
+def _request(doc: dict, where: str) -> Request:
+    """One trace record -> Request; every field checked (type, finite, range) with `where`
+    (file:line) and the field's name in the error."""
     missing = [key for key in ("id", "max_new_tokens", "arrival") if key not in doc]
     if "prompt_tokens" not in doc and "prompt" not in doc:
         missing.append("prompt_tokens (or prompt)")
     if missing:
         raise MlcError(f"{where}: missing field(s) {', '.join(missing)}")
+    if not isinstance(doc["id"], (str, int)) or isinstance(doc["id"], bool):
+        raise MlcError(f"{where}: id must be a string or an integer, got {doc['id']!r}")
     if "prompt_tokens" in doc:
-        prompt = doc["prompt_tokens"]
+        prompt = check_number(doc["prompt_tokens"], f"{where}: prompt_tokens", low=1,
+                              high=MAX_TOKENS, integer=True)
     elif isinstance(doc["prompt"], str):
         prompt = max(1, round(len(doc["prompt"]) / CHARS_PER_TOKEN))
     else:
         raise MlcError(f"{where}: prompt must be a string")
-    for key, value, least in (("prompt_tokens", prompt, 1), ("max_new_tokens",
-                                                             doc["max_new_tokens"], 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise MlcError(f"{where}: {key} must be an integer >= {least}, got {value!r}")
-    arrival = doc["arrival"]
-    if isinstance(arrival, bool) or not isinstance(arrival, (int, float)) or arrival < 0 \
-            or not np.isfinite(arrival):
-        raise MlcError(f"{where}: arrival must be seconds >= 0, got {arrival!r}")
-    return Request(str(doc["id"]), float(arrival), prompt, doc["max_new_tokens"])
+    max_new = check_number(doc["max_new_tokens"], f"{where}: max_new_tokens", low=1,
+                           high=MAX_TOKENS, integer=True)
+    arrival = check_number(doc["arrival"], f"{where}: arrival (seconds)", low=0)
+    return Request(str(doc["id"]), float(arrival), prompt, max_new)
 
 
-def jsonl_records(path: str | Path):
+def jsonl_records(path: str | Path, what: str = "JSON-lines file"):
     """(line number, JSON object) for each non-blank line of a JSON-lines file; MlcError
-    naming the file and line for unreadable files, bad JSON and non-object lines."""
+    naming the file and line for unreadable, oversized or non-UTF-8 files, bad JSON (NaN and
+    Infinity included), too deeply nested lines and non-object lines."""
+    path = Path(path)
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise MlcError(f"{path}: cannot read ({err})") from None
-    for number, line in enumerate(lines, start=1):
+        if path.stat().st_size > MAX_TRACE_BYTES:
+            raise MlcError(f"{path}: {path.stat().st_size:,} bytes, larger than any {what} "
+                           f"mlc reads ({MAX_TRACE_BYTES:,} bytes)")
+        data = path.read_bytes()
+    except OSError as err:
+        raise MlcError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise MlcError(f"{path}:{line}: not UTF-8 text; expected a {what} (one JSON object "
+                       "a line)") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise MlcError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        record = parse_json(line, f"{path}:{number}")
         if not isinstance(record, dict):
             raise MlcError(f"{path}:{number}: expected a JSON object, got "
                            f"{type(record).__name__}")
@@ -128,7 +143,8 @@ def jsonl_records(path: str | Path):
 
 def read_trace(path: str | Path) -> list[Request]:
     """Requests from a JSON-lines file, sorted by arrival; MlcError names file and line."""
-    requests = [_request(doc, f"{path}:{number}") for number, doc in jsonl_records(path)]
+    requests = [_request(doc, f"{path}:{number}")
+                for number, doc in jsonl_records(path, "request trace")]
     if not requests:
         raise MlcError(f"{path}: trace holds no requests")
     return sorted(requests, key=lambda r: r.arrival)

@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from mlc.compiler.errors import MlcError
+from mlc.compiler.safe_io import check_number, read_json
 
 ALIASES = {"h100-sxm": "h100", "a100": "a100-80gb", "a100-sxm-80gb": "a100-80gb",
            "v100-sxm2": "v100"}
@@ -51,6 +51,17 @@ class GpuSpec:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(GpuSpec)}
 _REQUIRED = [name for name, f in _FIELDS.items() if f.default is dataclasses.MISSING]
+# numeric field: (type, least (excluded, except the price), most). The bounds are far above
+# any real GPU; they keep a typo from reaching the cost model as a number it cannot scale.
+_NUMBERS = {"memory_bytes": (int, 0, 2**50), "dram_bandwidth": (float, 0, 1e16),
+            "fp16_flops": (float, 0, 1e18), "bf16_flops": (float, 0, 1e18),
+            "fp32_flops": (float, 0, 1e18), "sm_count": (int, 0, 1 << 20),
+            "smem_per_sm": (int, 0, 2**30), "smem_per_block": (int, 0, 2**30),
+            "max_threads_per_sm": (int, 0, 1 << 20), "max_threads_per_block": (int, 0, 1 << 20),
+            "max_blocks_per_sm": (int, 0, 1 << 20), "l2_bytes": (int, 0, 2**40),
+            "usd_per_hour": (float, 0, 10_000)}
+_NULLABLE = ("bf16_flops", "l2_bytes", "interconnect", "usd_per_hour")
+MAX_SPEC_BYTES = 1 << 20  # a spec is a few hundred bytes
 
 
 def _hardware_dir():
@@ -64,7 +75,10 @@ def list_gpus() -> list[str]:
 
 
 def gpu_from_dict(doc: dict, where: str = "<dict>") -> GpuSpec:
-    """Check a spec document's fields and build a GpuSpec; MlcError names what is wrong."""
+    """Check a spec document's fields and build a GpuSpec; MlcError names what is wrong.
+
+    Every number must be finite, positive (a price may be 0) and below a bound far above any
+    real GPU, counts and byte sizes whole; text fields must be strings."""
     if not isinstance(doc, dict):
         raise MlcError(f"{where}: a GPU spec must be a JSON object")
     missing = [name for name in _REQUIRED if name not in doc]
@@ -74,13 +88,20 @@ def gpu_from_dict(doc: dict, where: str = "<dict>") -> GpuSpec:
     if unknown:
         raise MlcError(f"{where}: unknown GPU spec field(s) {', '.join(unknown)}; known: "
                        f"{', '.join(_FIELDS)}")
-    for name in ("dram_bandwidth", "fp16_flops", "fp32_flops", "sm_count", "smem_per_sm",
-                 "smem_per_block", "max_threads_per_sm", "max_threads_per_block",
-                 "max_blocks_per_sm", "memory_bytes"):
-        value = doc[name]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise MlcError(f"{where}: {name} must be a positive number, got {value!r}")
-    return GpuSpec(**doc)
+    checked = {}
+    for name, value in doc.items():
+        if value is None and name in _NULLABLE:
+            checked[name] = None
+        elif name in _NUMBERS:
+            kind, low, high = _NUMBERS[name]
+            checked[name] = kind(check_number(value, f"{where}: {name}", low=low, high=high,
+                                              low_open=name != "usd_per_hour",
+                                              integer=kind is int))
+        elif not isinstance(value, str):
+            raise MlcError(f"{where}: {name} must be a string, got {value!r}")
+        else:
+            checked[name] = value
+    return GpuSpec(**checked)
 
 
 def load_gpu(name_or_path: str | Path) -> GpuSpec:
@@ -93,12 +114,9 @@ def load_gpu(name_or_path: str | Path) -> GpuSpec:
         source = path
     else:
         key = ALIASES.get(text.strip().lower(), text.strip().lower())
-        source = _hardware_dir().joinpath(f"{key}.json")
-        if not source.is_file():
+        if key not in list_gpus():  # also keeps a name like ../models/x out of other folders
             raise MlcError(f"unknown GPU {text!r}; known GPUs: {', '.join(list_gpus())} "
                            "(or pass the path of a spec JSON file)")
-    try:
-        doc = json.loads(source.read_text())
-    except json.JSONDecodeError as err:
-        raise MlcError(f"{source}: not valid JSON ({err})") from None
+        source = _hardware_dir().joinpath(f"{key}.json")
+    doc = read_json(source, "GPU spec (JSON)", max_bytes=MAX_SPEC_BYTES)
     return gpu_from_dict(doc, str(source))

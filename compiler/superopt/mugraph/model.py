@@ -86,10 +86,11 @@ def input_tile_shape(shape: tuple[int, ...], grid, imap, fmap, forloop_range) ->
     tile = list(shape)
     used = set()
     for axis, dim in enumerate(imap):
+        # checked on unsplit axes too: the renderers read every entry
+        if dim != NO_DIM and not 0 <= dim < len(shape):
+            raise MuGraphError(f"imap axis {'xyz'[axis]} -> dim {dim} of a rank-"
+                               f"{len(shape)} tensor")
         if grid[axis] > 1 and dim != NO_DIM:
-            if not 0 <= dim < len(shape):
-                raise MuGraphError(f"imap axis {'xyz'[axis]} -> dim {dim} of a rank-"
-                                   f"{len(shape)} tensor")
             if dim in used:
                 raise MuGraphError(f"imap maps two grid axes to dim {dim}")
             used.add(dim)
@@ -111,6 +112,9 @@ def output_shape(tile: tuple[int, ...], grid, omap) -> tuple[int, ...]:
     shape = list(tile)
     used = set()
     for axis, dim in enumerate(omap):
+        if dim != NO_DIM and not 0 <= dim < len(shape):
+            raise MuGraphError(f"omap axis {'xyz'[axis]} -> dim {dim} of a rank-{len(shape)} "
+                               "tile")
         if grid[axis] == 1:
             continue
         if dim == NO_DIM or not 0 <= dim < len(shape) or dim in used:
@@ -150,6 +154,8 @@ def block_shapes(block: BlockGraph, source_shapes: list[tuple[int, ...]]) -> Blo
                                                inp.fmap, block.forloop_range)
         except MuGraphError as err:
             raise MuGraphError(f"block input {inp.tile!r}: {err}") from None
+        if inp.tile in phase:
+            raise MuGraphError(f"block input tile {inp.tile!r} is defined twice")
         phase[inp.tile] = "loop"
     for op in block.ops:
         where = f"block op {op.op} -> {op.output!r}"

@@ -36,6 +36,8 @@ def _elementwise(shapes, attrs):
 
 def _reduce_dim(shapes, attrs):
     shape = list(shapes[0])
+    if not -len(shape) <= attrs["dim"] < len(shape):  # a wrapped dim would reduce another
+        raise MuGraphError(f"dim {attrs['dim']} is not a dim of a rank-{len(shape)} tensor")
     dim = attrs["dim"] % len(shape)
     shape[dim] = 1
     return tuple(shape)

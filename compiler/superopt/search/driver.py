@@ -15,6 +15,8 @@ order of estimated time until `keep` are verified or the budget is spent.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import gc
 import hashlib
@@ -22,6 +24,8 @@ import heapq
 import json
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +49,7 @@ CACHE_VERSION = 1
 ENUMERATION_SHARE = 0.7  # of the budget; the rest sizes and verifies what was found
 KEEP_PER_TASK = 6  # cheapest programs a task sends back
 TASKS_PER_WORKER = 4  # more tasks than workers balances uneven subtrees
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -155,10 +160,57 @@ def run_tasks(tasks: list, workers: int, function=_run_task):
     gc.collect()
     gc.freeze()
     try:
-        with multiprocessing.get_context(method).Pool(workers) as pool:
+        with _worker_pool(multiprocessing.get_context(method), workers) as pool:
             yield from pool.imap_unordered(function, tasks)
     finally:
         gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _worker_pool(context, workers: int):
+    """A pool whose workers ignore Ctrl-C: the parent alone gets the KeyboardInterrupt and
+    terminates them (leaving the pool's `with`), so no worker prints a traceback.
+
+    SIGINT stays blocked while the workers fork, so none can be hit before it ignores the
+    signal; a Ctrl-C in that window stays pending in the parent and arrives on unblock."""
+    blocked = _block_sigint()
+    try:
+        pool = context.Pool(workers, initializer=_quiet_worker, initargs=(os.getpid(),))
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    with pool:
+        yield pool
+
+
+def _block_sigint() -> bool:
+    """Block SIGINT in this thread (where the platform allows); True when it was blocked."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    return True
+
+
+def _quiet_worker(parent: int) -> None:
+    """Pool initializer: ignore Ctrl-C (the parent handles it and terminates the pool) and,
+    on Linux, die with the parent, so a killed parent leaves no worker behind."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGTERM) on Linux; nothing elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the pool's own shutdown still applies
+        return
+    if os.getppid() != parent:  # it died before the call: do as the signal would have
+        os._exit(1)
 
 
 # ---- cache -----------------------------------------------------------------------------------
@@ -225,14 +277,15 @@ def search(reference: Graph, *, gpu="h100", budget_s: float = 60.0, max_kernel_o
     _CONTEXT.update(enumerator=enumerator, reference=reference, gpu=spec)
     tasks = split_tasks(enumerator.top_choices(), max_kernel_ops, workers)
     counts, found, exhausted = Counts(), {}, False
-    try:
-        for done, (task_counts, task_found, timed_out) in enumerate(run_tasks(tasks, workers), 1):
-            counts.add(task_counts)
-            exhausted |= timed_out
-            for time_us, doc in task_found:
-                found[json.dumps(doc, sort_keys=True)] = (time_us, doc)
-            notify(f"{done}/{len(tasks)} tasks, {counts.visited} states, {len(found)} found",
-                   done=done, total=len(tasks), enumerated=counts.visited)
+    try:  # closing: an exception here (Ctrl-C) ends the worker pool at once
+        with contextlib.closing(run_tasks(tasks, workers)) as results:
+            for done, (task_counts, task_found, timed_out) in enumerate(results, 1):
+                counts.add(task_counts)
+                exhausted |= timed_out
+                for time_us, doc in task_found:
+                    found[json.dumps(doc, sort_keys=True)] = (time_us, doc)
+                notify(f"{done}/{len(tasks)} tasks, {counts.visited} states, {len(found)} "
+                       "found", done=done, total=len(tasks), enumerated=counts.visited)
     finally:
         _CONTEXT.clear()
     ranked = [found[text] for text in sorted(found, key=lambda text: (found[text][0], text))]

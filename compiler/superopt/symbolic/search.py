@@ -25,6 +25,7 @@ checkpoint keeps them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -264,15 +265,15 @@ def symbolic_search(reference: Graph, *, gpu="h100", budget_s: float = 60.0,
     driver._CONTEXT.update(enumerator=enumerator, reference=generic, symbols=symbols, gpu=spec)
     tasks = driver.split_tasks(enumerator.top_choices(), max_kernel_ops, workers)
     counts, found, exhausted = Counts(), {}, False
-    try:
-        for done, (task_counts, docs, timed_out) in enumerate(
-                driver.run_tasks(tasks, workers, _run_symbolic_task), 1):
-            counts.add(task_counts)
-            exhausted |= timed_out
-            for doc in docs:
-                found.setdefault(json.dumps(doc, sort_keys=True), doc)
-            notify(f"{done}/{len(tasks)} tasks, {counts.visited} states, {len(found)} sGraphs",
-                   done=done, total=len(tasks), enumerated=counts.visited)
+    try:  # closing: an exception here (Ctrl-C) ends the worker pool at once
+        with contextlib.closing(driver.run_tasks(tasks, workers, _run_symbolic_task)) as results:
+            for done, (task_counts, docs, timed_out) in enumerate(results, 1):
+                counts.add(task_counts)
+                exhausted |= timed_out
+                for doc in docs:
+                    found.setdefault(json.dumps(doc, sort_keys=True), doc)
+                notify(f"{done}/{len(tasks)} tasks, {counts.visited} states, {len(found)} "
+                       "sGraphs", done=done, total=len(tasks), enumerated=counts.visited)
     finally:
         driver._CONTEXT.clear()
     sgraphs = [sgraph_from_json(found[text]) for text in sorted(found)]
