@@ -54,7 +54,8 @@ def _nvcc_check(source: str, arch: str) -> dict:
               help="Compile-check the CUDA source with nvcc for the target's arch.")
 @force_option
 @json_option
-def compile_cmd(mugraph: str, out: Path, target: str, nvcc: bool, as_json: bool, force: bool = False) -> None:
+def compile_cmd(mugraph: str, out: Path, target: str, nvcc: bool, as_json: bool,
+                force: bool = False) -> None:
     """Render MUGRAPH (a µGraph JSON or fixture:NAME) to Triton and CUDA, estimate its time on
     the target, and write an artifact directory that `mlc run DIR` executes.
 
@@ -92,8 +93,7 @@ def compile_cmd(mugraph: str, out: Path, target: str, nvcc: bool, as_json: bool,
               f"{k['dram_bytes'] / 1e6:.2f} | {k['est_time_us']:.2f} | {k['bound']} |"
               for k in kernels]
     lines += ["", f"nvcc ({gpu.arch}): {nvcc_result['status']}", ""]
-    with atomic_directory(out, force=force,
-                            inputs=[mugraph]) as tmp:
+    with atomic_directory(out, force=force, inputs=[mugraph]) as tmp:
         (tmp / "kernels").mkdir()
         (tmp / "kernels" / "mugraph.json").write_text(
             json.dumps(mugraph_to_json(graph), indent=1) + "\n")

@@ -9,10 +9,12 @@ from pathlib import Path
 import click
 
 from mlc.compiler.artifact import REPORT_FORMAT_VERSION, atomic_directory
+from mlc.compiler.errors import MlcError
 from mlc.compiler.frontends import load_model
 from mlc.compiler.ir.serialize import save_graph
+from mlc.compiler.superopt.optimize import MAX_BLOCK_OPS, MAX_BUDGET_S, MAX_KERNEL_OPS, MAX_SEED
 
-from .common import emit, force_option, json_option, parse_shapes, shape_option
+from .common import FiniteFloat, emit, force_option, json_option, parse_shapes, shape_option
 
 
 def _write_kernels(folder: Path, index: int, graph) -> None:
@@ -55,6 +57,42 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "mlc" / "search"
 
 
+def resolve_cache_dir(cache_dir: Path | None, no_cache: bool) -> tuple[str | None, str | None]:
+    """The cache folder to use (None: no cache) and a warning to show. A folder the user
+    named (--cache-dir, $MLC_CACHE_DIR) that cannot be used is an error; the built-in default
+    only costs the cache, with a warning."""
+    if no_cache:
+        return None, None
+    if cache_dir is not None:
+        named = "--cache-dir"
+    elif os.environ.get("MLC_CACHE_DIR"):
+        named = "$MLC_CACHE_DIR"
+    else:
+        named = None
+    path = cache_dir if cache_dir is not None else default_cache_dir()
+    problem = _cache_problem(path)
+    if problem is None:
+        return str(path), None
+    if named is None:
+        warning = f"search cache {path} {problem}; running without a cache"
+        click.echo(f"warning: {warning}", err=True)
+        return None, warning
+    raise MlcError(f"{named} {path}: {problem}; give a writable folder, or pass --no-cache")
+
+
+def _cache_problem(path: Path) -> str | None:
+    """Why `path` cannot hold the search cache (None: it can; it is created if missing)."""
+    if path.exists() and not path.is_dir():
+        return "is not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"cannot be created ({err.strerror or err})"
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        return "is not writable"
+    return None
+
+
 class _progress_bar:
     """A rich progress bar on stderr fed by the search's progress(message, done=, total=)."""
 
@@ -78,11 +116,16 @@ class _progress_bar:
 @click.argument("model")
 @click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR")
 @click.option("--target", default="h100", show_default=True, help="GPU spec for the cost model.")
-@click.option("--budget", type=float, default=60.0, show_default=True, metavar="SECONDS",
-              help="Search time for the whole model; the best found so far is kept.")
-@click.option("--max-kernel-ops", type=int, default=1, show_default=True)
-@click.option("--max-block-ops", type=int, default=7, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--budget", type=FiniteFloat(min=0, min_open=True, max=MAX_BUDGET_S),
+              default=60.0, show_default=True, metavar="SECONDS",
+              help="Search time for the whole model (at most a week); the best found so far "
+                   "is kept.")
+@click.option("--max-kernel-ops", type=click.IntRange(1, MAX_KERNEL_OPS), default=1,
+              show_default=True, help="Kernels per fused region.")
+@click.option("--max-block-ops", type=click.IntRange(1, MAX_BLOCK_OPS), default=7,
+              show_default=True, help="Tile ops per graph-defined kernel.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seed of the verifier's random trials (a non-negative integer).")
 @click.option("--search", "search_mode", type=click.Choice(["symbolic", "concrete"]),
               default="symbolic", show_default=True,
               help="symbolic: one sGraph search per region structure, instantiated per shape "
@@ -107,22 +150,22 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
     from mlc.compiler.superopt.cost import load_gpu
     from mlc.compiler.superopt.optimize import OptimizeOptions, optimize_graph
 
-    if budget <= 0:
-        raise click.BadParameter("must be > 0 seconds", param_hint="--budget")
-    graph = load_model(model, parse_shapes(shapes))
     gpu = load_gpu(target)
+    cache, warning = resolve_cache_dir(cache_dir, no_cache)
+    graph = load_model(model, parse_shapes(shapes))
     options = OptimizeOptions(target=gpu.name, budget_s=budget, max_kernel_ops=max_kernel_ops,
                               max_block_ops=max_block_ops, seed=seed, search=search_mode,
-                              cache_dir=None if no_cache else str(cache_dir or default_cache_dir()))
+                              cache_dir=cache)
     with _progress_bar() as progress:
         result = optimize_graph(graph, options, progress)
+    if warning:
+        result.notes.insert(0, warning)
     rows = [r.row(i) for i, r in enumerate(result.results)]
     report = {"format_version": REPORT_FORMAT_VERSION, "command": "optimize", "source": model,
               "target": gpu.name, "time_source": "estimated",
               "search_seconds": round(result.search_seconds, 3), "kernels": rows,
               "notes": result.notes}
-    with atomic_directory(out, force=force,
-                            inputs=[model]) as tmp:
+    with atomic_directory(out, force=force, inputs=[model]) as tmp:
         save_graph(result.graph, tmp)
         (tmp / "kernels").mkdir()
         for index, region_result in enumerate(result.results):

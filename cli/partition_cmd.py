@@ -3,14 +3,18 @@ with a sequential-pipeline baseline, simulated throughput, memory and Gantt char
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import click
 
-from mlc.compiler.artifact import REPORT_FORMAT_VERSION, atomic_directory
+from mlc.compiler.artifact import (
+    REPORT_FORMAT_VERSION,
+    atomic_directory,
+    check_output_directory,
+)
 from mlc.compiler.errors import MlcError
+from mlc.compiler.safe_io import dump_json
 
 from .common import emit, force_option, json_option
 
@@ -18,12 +22,19 @@ _UNITS = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**
           "mib": 2**20, "gib": 2**30}
 
 
+MAX_DEVICE_MEMORY = 2**50  # a pebibyte per device: anything larger is a typo
+
+
 def parse_bytes(text: str) -> int:
-    """'16GB' -> 16e9, '16GiB' -> 16 * 2**30, '1000' -> 1000."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", text)
+    """'16GB' -> 16e9, '16GiB' -> 16 * 2**30, '1000' -> 1000; positive and finite."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*", text)
     if not match or match.group(2).lower() not in _UNITS:
-        raise MlcError(f"--device-memory {text!r}: expected a size like 16GB or 32GiB")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+        raise MlcError(f"--device-memory {text[:40]!r}: expected a size like 16GB or 32GiB")
+    size = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if not 1 <= size <= MAX_DEVICE_MEMORY:
+        raise MlcError(f"--device-memory {text[:40]!r}: must be between 1 byte and 1 PiB per "
+                       "device")
+    return int(size)
 
 
 def _load_model(source: str):
@@ -46,12 +57,16 @@ def _summary(name: str, planned) -> dict:
 
 @click.command("partition")
 @click.argument("model")
-@click.option("--devices", required=True, type=int, help="Number of devices (ranks).")
+@click.option("--devices", required=True, type=click.IntRange(1, 2**20),
+              help="Number of devices (ranks).")
 @click.option("--device-memory", default="16GB", show_default=True,
               help="Memory per device, e.g. 16GB.")
-@click.option("--batch", required=True, type=int, help="Global (mini-)batch size in samples.")
-@click.option("--stages", "max_stages", type=int, help="At most this many stages.")
-@click.option("--micro-batch", type=int, help="Fix the micro-batch size (a power of two).")
+@click.option("--batch", required=True, type=click.IntRange(1, 2**31 - 1),
+              help="Global (mini-)batch size in samples.")
+@click.option("--stages", "max_stages", type=click.IntRange(min=1),
+              help="At most this many stages.")
+@click.option("--micro-batch", type=click.IntRange(1, 2**31 - 1),
+              help="Fix the micro-batch size (a power of two).")
 @click.option("--gpu", default="v100", show_default=True, help="GPU spec in specs/hardware.")
 @click.option("--profile", is_flag=True,
               help="Time each op with torch on this machine instead of estimating from --gpu.")
@@ -77,12 +92,11 @@ def partition_cmd(model, devices, device_memory, batch, max_stages, micro_batch,
     from mlc.compiler.partition.schedule import gantt_svg
     from mlc.compiler.superopt.cost.hardware import load_gpu
 
-    if batch < 1:
-        raise MlcError(f"--batch {batch}: must be at least 1")
-    if max_stages is not None and max_stages < 1:
-        raise MlcError(f"--stages {max_stages}: must be at least 1")
+    memory_bytes = parse_bytes(device_memory)
+    if out:  # a refused --out fails now, not after the search
+        check_output_directory(Path(out), force=force, inputs=[model])
     graph = _load_model(model)
-    machine = Machine.from_gpu(load_gpu(gpu), parse_bytes(device_memory))
+    machine = Machine.from_gpu(load_gpu(gpu), memory_bytes)
     measured = None
     if profile:
         from mlc.runtime.profile_ops import profile_ops
@@ -99,18 +113,17 @@ def partition_cmd(model, devices, device_memory, batch, max_stages, micro_batch,
     report["speedup"] = (report["graph_pipeline"]["throughput"]
                          / report["sequential_pipeline"]["throughput"])
     if out:
-        with atomic_directory(Path(out), force=force,
-                            inputs=[model]) as tmp:
+        with atomic_directory(Path(out), force=force, inputs=[model]) as tmp:
             save_graph(graph, tmp)
             (tmp / "sequential").mkdir()
             save_graph(graph, tmp / "sequential")  # so `mlc train OUT/sequential` runs as is
             for name, folder in (("graph_pipeline", tmp), ("sequential_pipeline",
                                                            tmp / "sequential")):
                 planned = results[name]
-                (folder / "plan.json").write_text(json.dumps(planned.plan, indent=1) + "\n")
+                (folder / "plan.json").write_text(dump_json(planned.plan, indent=1) + "\n")
                 (tmp / f"gantt_{name}.svg").write_text(
                     gantt_svg(planned.simulation, f"{name}: {model}, {devices} devices"))
-            (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+            (tmp / "report.json").write_text(dump_json(report, indent=1) + "\n")
             (tmp / "report.md").write_text(report_markdown(report))
     lines = [f"{name}: {r['num_stages']} stages, micro-batch {r['micro_batch']}, "
              f"{r['throughput']:.1f} samples/s, peak {r['peak_memory_bytes'] / 1e9:.2f} GB, "

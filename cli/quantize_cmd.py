@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from mlc.compiler.artifact import REPORT_FORMAT_VERSION, atomic_directory
+from mlc.compiler.artifact import (
+    REPORT_FORMAT_VERSION,
+    atomic_directory,
+    check_output_directory,
+)
 from mlc.compiler.errors import MlcError
 from mlc.compiler.frontends import load_model
 from mlc.compiler.ir.serialize import save_graph
+from mlc.compiler.safe_io import dump_json
 
-from .common import emit, force_option, json_option, parse_shapes, shape_option
+from .common import FiniteFloat, emit, force_option, json_option, parse_shapes, shape_option
 
 
 def _parse_layer_bits(values) -> dict[str, int]:
+    """--layer-bits PATTERN=BITS (repeatable) -> {PATTERN: BITS}, BITS a whole number 1..8."""
     out = {}
     for value in values:
         pattern, sep, bits = value.rpartition("=")
-        try:
-            if not sep or not pattern:
-                raise ValueError
-            out[pattern] = int(bits)
-        except ValueError:
-            raise MlcError(f"--layer-bits {value!r}: expected PATTERN=BITS like "
-                           "'*attention*=8'") from None
+        if not sep or not pattern.strip() or not bits.strip().isdigit():
+            raise click.BadParameter(f"{value!r}: expected PATTERN=BITS like '*attention*=8'",
+                                     param_hint="--layer-bits")
+        if not 1 <= int(bits) <= 8:
+            raise click.BadParameter(f"{value!r}: bits must be between 1 and 8",
+                                     param_hint="--layer-bits")
+        out[pattern] = int(bits)
     return out
 
 
@@ -107,7 +112,8 @@ def _write_plots(folder: Path, result, limit: int = 12) -> list[str]:
               help="DGMS: a learned Gaussian mixture per weight tensor (the default).")
 @click.option("--method", "method", type=click.Choice(["gmm", "rtn", "kmeans"]),
               help="gmm (DGMS), rtn (uniform per-channel) or kmeans (weight sharing).")
-@click.option("--bits", type=int, default=4, show_default=True, help="Bits per weight, 1-8.")
+@click.option("--bits", type=click.IntRange(1, 8), default=4, show_default=True,
+              help="Bits per weight, 1-8.")
 @click.option("--layer-bits", multiple=True, metavar="PATTERN=BITS",
               help="Bits for weights or nodes matching a glob (repeatable).")
 @click.option("--skip", multiple=True, metavar="PATTERN",
@@ -116,18 +122,22 @@ def _write_plots(folder: Path, result, limit: int = 12) -> list[str]:
               help="Co-tune with the task loss (labels) or, with --distill, match fp32 outputs.")
 @click.option("--eval-data", metavar="FILE.npz", help="Measure fidelity here (default: --data).")
 @click.option("--distill", is_flag=True, help="Loss = distance to the fp32 model's outputs.")
-@click.option("--epochs", type=int, default=3, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--tau", type=float, default=0.01, show_default=True,
-              help="Temperature of the soft assignment (a hyperparameter, not trained).")
+@click.option("--epochs", type=click.IntRange(0, 10**6), default=3, show_default=True,
+              help="Co-tuning epochs over --data (0: quantize without co-tuning).")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=1e-3, show_default=True,
+              help="Learning rate of co-tuning (> 0).")
+@click.option("--tau", type=FiniteFloat(min=0, min_open=True), default=0.01,
+              show_default=True,
+              help="Temperature of the soft assignment (> 0; a hyperparameter, not trained).")
 @click.option("--no-baselines", is_flag=True, help="Skip the RTN and k-means baselines.")
 @click.option("--export-onnx", is_flag=True, help="Also write DIR/model.onnx.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @shape_option
 @force_option
 @json_option
 def quantize_cmd(model, out, method, bits, layer_bits, skip, data, eval_data, distill, epochs,
-                 lr, tau, no_baselines, export_onnx, seed, shapes, as_json, force: bool = False) -> None:
+                 lr, tau, no_baselines, export_onnx, seed, shapes, as_json,
+                 force: bool = False) -> None:
     """Quantize MODEL's MatMul / Gemm / Conv weights to BITS-bit packed indices plus a codebook
     and write an artifact that `mlc run DIR` executes; baselines at the same bits in the report.
 
@@ -141,23 +151,21 @@ def quantize_cmd(model, out, method, bits, layer_bits, skip, data, eval_data, di
     from mlc.compiler.quant.cotune import TuneOptions
     from mlc.compiler.quant.data import load_data
     from mlc.compiler.quant.quantize import QuantizeOptions, quantize_model
-    from mlc.compiler.quant.select import select_layers
+    from mlc.compiler.quant.select import check_patterns, select_layers
 
-    if not 1 <= bits <= 8:
-        raise MlcError(f"--bits {bits}: bits must be between 1 and 8")
-    if epochs < 0 or lr <= 0 or tau <= 0:
-        raise MlcError("--epochs must be >= 0, --lr and --tau > 0")
+    layer_bits = _parse_layer_bits(layer_bits)
+    if distill and not data:
+        raise MlcError("--distill needs --data with the model's inputs")
+    check_output_directory(out, force=force, inputs=[model, data, eval_data])  # fail fast
     graph = load_model(model, parse_shapes(shapes))
     options = QuantizeOptions(
-        method=method or "gmm", bits=bits, skip=tuple(skip),
-        layer_bits=_parse_layer_bits(layer_bits), tau=tau,
+        method=method or "gmm", bits=bits, skip=tuple(skip), layer_bits=layer_bits, tau=tau,
         baselines=() if no_baselines else ("rtn", "kmeans"),
         tune=TuneOptions(epochs=epochs, lr=lr, distill=distill, seed=seed), seed=seed)
+    check_patterns(graph, options.skip, options.layer_bits)
     select_layers(graph, bits, skip=options.skip, layer_bits=options.layer_bits)  # fail early
     train = load_data(data, graph) if data else None
-    if distill and train is None:
-        raise MlcError("--distill needs --data with the model's inputs")
-    evaluation = load_data(eval_data, graph) if eval_data else None
+    evaluation = load_data(eval_data, graph, "--eval-data") if eval_data else None
 
     from rich.console import Console
     console = Console(stderr=True)
@@ -165,13 +173,12 @@ def quantize_cmd(model, out, method, bits, layer_bits, skip, data, eval_data, di
         result = quantize_model(graph, options, train if epochs else None, evaluation or train,
                                 lambda message: status.update(f"quantizing: {message}"))
     report = build_report(model, options, result)
-    with atomic_directory(out, force=force,
-                            inputs=[model, data, eval_data]) as tmp:
+    with atomic_directory(out, force=force, inputs=[model, data, eval_data]) as tmp:
         save_graph(result.graph, tmp)
         plots = _write_plots(tmp / "plots", result) if result.quantizers else []
         if export_onnx:
             save_onnx(result.graph, tmp / "model.onnx")
-        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (tmp / "report.json").write_text(dump_json(report, indent=1) + "\n")
         (tmp / "report.md").write_text(report_markdown(report, plots))
     fidelity = report["fidelity"]
     text = [f"{len(result.layers)} layers ({report['quantized_params']:,} weights) at "

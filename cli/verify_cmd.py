@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from mlc.compiler.errors import EXIT_VERDICT, MlcError
+from mlc.compiler.safe_io import read_json
+from mlc.compiler.superopt.optimize import MAX_SEED
 
 from .common import emit, json_option
+
+MAX_TRIALS = 1000  # each trial re-runs candidate and reference; 4 already bound errors by 1e-9
 
 
 def load_candidates(spec: str, input_names: list[str]):
     """(label, MuGraph) pairs: a µGraph JSON, fixture:NAME, an `mlc compile` artifact
     directory, or a Mirage checkpoint (a JSON list: every candidate in it)."""
     from mlc.compiler.superopt.mugraph import MuGraphError, mugraph_from_json
-    from mlc.compiler.superopt.mugraph.mirage_import import mugraph_from_mirage
+    from mlc.compiler.superopt.mugraph.mirage_import import convert_candidate
 
     from .compile_cmd import load_mugraph_spec
     path = Path(spec)
@@ -26,15 +29,10 @@ def load_candidates(spec: str, input_names: list[str]):
             raise MlcError(f"{spec}: not an `mlc compile` artifact (no kernels/mugraph.json)")
     if spec.startswith("fixture:"):
         return [(spec, load_mugraph_spec(spec))]
-    if not path.is_file():
-        raise MlcError(f"{spec}: no such file")
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise MlcError(f"{spec}: not a readable JSON file ({err})") from None
+    doc = read_json(path, "µGraph JSON file or Mirage checkpoint")
     try:
         if isinstance(doc, list):  # Mirage saves a list of candidates
-            return [(f"{path.name}#{i}", mugraph_from_mirage(c, f"{path.stem}_{i}", input_names))
+            return [(f"{path.name}#{i}", convert_candidate(c, i, path.stem, input_names))
                     for i, c in enumerate(doc)]
         return [(spec, mugraph_from_json(doc))]
     except MuGraphError as err:
@@ -45,9 +43,11 @@ def load_candidates(spec: str, input_names: list[str]):
 @click.argument("candidate")
 @click.option("--against", "model", required=True, metavar="MODEL",
               help="The reference program: any model spec (inputs in the candidate's order).")
-@click.option("--trials", type=int, default=None, metavar="N",
-              help="Finite-field trials (default: enough for a 1e-9 false-accept bound).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--trials", type=click.IntRange(1, MAX_TRIALS), default=None, metavar="N",
+              help=f"Finite-field trials, 1 to {MAX_TRIALS} (default: enough for a 1e-9 "
+                   "false-accept bound).")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seed of the random trials (a non-negative integer).")
 @click.option("--formal", is_flag=True,
               help="Prove equivalence symbolically (e-graph rewriting; holds for every grid, "
                    "loop and tensor size) instead of testing it.")
@@ -56,9 +56,10 @@ def verify_cmd(candidate: str, model: str, trials, seed: int, formal: bool,
                as_json: bool) -> None:
     """Check CANDIDATE against MODEL: random finite-field trials, then a float64 check.
 
-    Exit 0 when every candidate is equivalent, 1 when one is not (the counterexample is
-    printed). With --formal: exit 0 when every candidate is proven, 1 when one is not proven
-    (no proof found within the bounds, which does not mean the candidate is wrong).
+    Exit 0 when every candidate is equivalent, 3 when one is not (the counterexample is
+    printed). With --formal: exit 0 when every candidate is proven, 3 when one is not proven
+    (no proof found within the bounds, which does not mean the candidate is wrong). Exit 1
+    is a bad input (an unreadable or malformed CANDIDATE or MODEL), never a verdict.
 
     \b
     Example:

@@ -1,6 +1,10 @@
 """Execute an artifact written by `mlc compile`: the µGraph's Triton module runs its fused
 kernels (on a GPU when one is present, else under the Triton interpreter on CPU tensors) and
-its library ops through torch."""
+its library ops through torch.
+
+The kernels are rendered again from the artifact's µGraph JSON (checked by the µGraph loader)
+by mlc's own Triton renderer: kernels/mugraph.py stays in the artifact for people to read, but
+it is never imported, so editing it cannot make `mlc run` execute anything."""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ import numpy as np
 from mlc.compiler.errors import MlcError
 
 MUGRAPH_FILE = Path("kernels") / "mugraph.json"
-TRITON_FILE = Path("kernels") / "mugraph.py"
 
 
 def is_compiled_artifact(path) -> bool:
@@ -21,8 +24,31 @@ def is_compiled_artifact(path) -> bool:
 
 def compiled_inputs(path) -> dict[str, tuple[int, ...]]:
     """Input names and shapes of a compiled artifact, in launch order."""
-    from mlc.compiler.superopt.mugraph import load_mugraph
-    return dict(load_mugraph(Path(path) / MUGRAPH_FILE).inputs)
+    return dict(_load_graph(Path(path)).inputs)
+
+
+def _load_graph(path: Path):
+    """The artifact's µGraph, read and validated; a bad file is an MlcError naming it."""
+    from mlc.compiler.superopt.mugraph import MuGraphError, load_mugraph, validate
+    try:
+        graph = load_mugraph(path / MUGRAPH_FILE)  # its errors already name the file
+    except MuGraphError as err:
+        raise MlcError(str(err)) from None
+    try:
+        validate(graph)
+    except MuGraphError as err:
+        raise MlcError(f"{path / MUGRAPH_FILE}: {err}") from None
+    return graph
+
+
+def _kernel_source(graph, path: Path) -> str:
+    """The Triton module for `graph`, rendered now by mlc (the artifact's copy is not read)."""
+    from mlc.compiler.superopt.mugraph import MuGraphError
+    from mlc.kernels.triton import render_triton
+    try:
+        return render_triton(graph)
+    except MuGraphError as err:
+        raise MlcError(f"{path / MUGRAPH_FILE}: cannot render Triton kernels ({err})") from None
 
 
 def _device() -> str:
@@ -36,12 +62,8 @@ def _device() -> str:
 
 def run_compiled(path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run a compiled artifact directory on named float inputs; returns outputs by name."""
-    from mlc.compiler.superopt.mugraph import MuGraphError, load_mugraph
     path = Path(path)
-    try:
-        graph = load_mugraph(path / MUGRAPH_FILE)
-    except MuGraphError as err:
-        raise MlcError(str(err)) from None
+    graph = _load_graph(path)
     problems = [f"missing input {n!r} {list(s)}" for n, s in graph.inputs.items()
                 if n not in inputs]
     problems += [f"input {n!r} has shape {list(np.shape(inputs[n]))}, the kernel expects "
@@ -52,11 +74,12 @@ def run_compiled(path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         problems.append(f"unknown input(s) {extra}; the kernel's inputs are {list(graph.inputs)}")
     if problems:
         raise MlcError("; ".join(problems))
-    device = _device()
+    device = _device()  # before the renderer imports triton
+    source = _kernel_source(graph, path)
     import torch
 
     from mlc.kernels.triton import load_triton_module
-    module = load_triton_module((path / TRITON_FILE).read_text())
+    module = load_triton_module(source)
     tensors = [torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32)).to(device)
                for n in graph.inputs]
     with np.errstate(all="ignore"):  # the interpreter evaluates masked-off lanes too (0/0)

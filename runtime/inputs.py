@@ -122,8 +122,8 @@ def _conform_dtype(array: np.ndarray, dtype: str, where: str) -> np.ndarray:
         raise MlcError(f"{where} is {array.dtype} ({_kind_name(array.dtype)}); the model "
                        f"expects {dtype}. Save it as {dtype}")
     target = np_dtype(dtype)
-    _warn_nonfinite(array, where)
     if array.dtype == target:
+        _warn_nonfinite(array, where)
         return array
     with np.errstate(all="ignore"):  # lossy casts are detected below, not warned about
         converted = array.astype(target)
@@ -132,6 +132,7 @@ def _conform_dtype(array: np.ndarray, dtype: str, where: str) -> np.ndarray:
         if lost.any():
             raise MlcError(f"{where}: {int(lost.sum())} value(s) overflow {dtype} (e.g. "
                            f"{array[lost].flat[0]!r}); the model expects {dtype}")
+        _warn_nonfinite(array, where)
         return converted
     if not _same_values(array, converted):
         raise MlcError(f"{where} is {array.dtype}; converting it to the {dtype} the model "

@@ -255,7 +255,8 @@ def slice_(x, starts, ends, axes, steps):
         if step > 0:
             index[axis] = slice(start, stop, step)
         else:  # torch slicing has no negative steps: gather the positions instead
-            positions = torch.arange(start, stop, step, device=x.device)
+            positions = torch.as_tensor(list(range(start, stop, step)), dtype=torch.long,
+                                        device=x.device)  # may be empty: no arange
             x = x.index_select(axis, positions)
     return x[tuple(index)]
 

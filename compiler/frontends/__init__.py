@@ -76,6 +76,9 @@ def _load_callable(spec: str, input_shapes) -> Graph:
     """`module:callable`: an explicit request to import the user's own module and call it.
     Whatever goes wrong in their code is their error to fix, reported in one line."""
     module_name, _, attr = spec.partition(":")
+    if not module_name or not attr.isidentifier():
+        raise MlcError(f"{spec}: no such file, and not module:callable; a model is "
+                       f"{KNOWN_SPECS}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:

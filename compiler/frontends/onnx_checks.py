@@ -21,9 +21,11 @@ from ..ir.types import dtype_name, np_dtype
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 # ONNX Runtime guarantees opset 7 and up; the newest is whatever the installed onnx knows,
-# because each node is checked against that package's schemas.
+# because each node is checked against that package's schemas. An older model is imported
+# only when none of its ops changed between its opset and opset 7 (LEGACY_OPSET).
 MIN_OPSET = 7
 MAX_OPSET = defs.onnx_opset_version()
+LEGACY_OPSET = 1
 _BITS = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4, onnx.TensorProto.FLOAT4E2M1: 4}
 for _name in ("INT2", "UINT2"):  # newer onnx releases only
     if hasattr(onnx.TensorProto, _name):
@@ -43,11 +45,52 @@ def default_opset(model: onnx.ModelProto, source: str) -> int:
         raise MlcError(f"{source}: the model declares the default ONNX domain twice, with opsets "
                        f"{sorted(versions)}; keep one")
     opset = versions.pop()
-    if not MIN_OPSET <= opset <= MAX_OPSET:
+    if not LEGACY_OPSET <= opset <= MAX_OPSET:
         raise MlcError(f"{source}: opset {opset} is outside the supported range "
                        f"{MIN_OPSET}..{MAX_OPSET}; re-export the model with an opset in range "
                        "(or convert it with onnx.version_converter)")
     return opset
+
+
+# ---- text: protobuf hands back bytes for a string field that is not UTF-8 ---------------------
+
+def check_text(model: onnx.ModelProto, source: str) -> None:
+    """Every name the importer reads is text (valid UTF-8), so no bytes object reaches a
+    message, a sort or a path."""
+    graph = model.graph
+    for what, text in _named_texts(model, graph):
+        if not isinstance(text, str):
+            raise MlcError(f"{source}: {what} {text[:40]!r} is not valid UTF-8 text; the file "
+                           "is corrupt")
+
+
+def _named_texts(model, graph):
+    yield "graph name", graph.name
+    for entry in model.opset_import:
+        yield "opset domain", entry.domain
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        yield "value name", value.name
+        for dim in value.type.tensor_type.shape.dim:
+            yield "dim name", dim.dim_param
+    for tensor in graph.initializer:
+        yield "initializer name", tensor.name
+        for entry in tensor.external_data:
+            yield "external data entry", entry.key
+            yield "external data entry", entry.value
+    for node in graph.node:
+        yield "node name", node.name
+        yield "op type", node.op_type
+        yield "node domain", node.domain
+        for name in list(node.input) + list(node.output):
+            yield "value name", name
+        for attr in node.attribute:
+            yield "attribute name", attr.name
+            yield "attribute reference", attr.ref_attr_name
+            if attr.HasField("t"):
+                yield "tensor name", attr.t.name
+                for entry in attr.t.external_data:
+                    yield "external data entry", entry.key
+                    yield "external data entry", entry.value
 
 
 # ---- nodes against their schema ---------------------------------------------------------------
@@ -63,13 +106,60 @@ def check_node_schema(node: onnx.NodeProto, opset: int, where: str):
                        "model with a newer opset or without this op") from None
     if schema.deprecated:
         raise MlcError(f"{where}: {node.op_type} is deprecated at opset {opset}")
+    if opset < MIN_OPSET and _changed_by(node.op_type, schema, MIN_OPSET):
+        raise MlcError(f"{where}: {node.op_type}-{schema.since_version} (opset {opset}) differs "
+                       f"from its opset-{MIN_OPSET} definition, and mlc supports opsets "
+                       f"{MIN_OPSET}..{MAX_OPSET}; convert the model with "
+                       "onnx.version_converter.convert_version(model, 13)")
     label = f"{node.op_type}-{schema.since_version}"
     _check_counts(node, schema, label, where)
-    for formal, name in zip(schema.inputs, node.input):
-        if formal.option == defs.OpSchema.FormalParameterOption.Single and not name:
-            raise MlcError(f"{where}: required input {formal.name!r} of {label} is empty")
+    optional = defs.OpSchema.FormalParameterOption.Optional
+    for index, name in enumerate(node.input):
+        formal = schema.inputs[min(index, len(schema.inputs) - 1)] if schema.inputs else None
+        if not name and (formal is None or formal.option != optional):
+            shown = formal.name if formal is not None else str(index)
+            raise MlcError(f"{where}: input {index} ({shown!r}) of {label} is empty, and only "
+                           "optional inputs may be left out")
     _check_attributes(node, schema, label, where)
     return schema
+
+
+def _changed_by(op_type: str, schema, opset: int) -> bool:
+    """Whether `op_type` got a new definition after `schema` and up to `opset`."""
+    return defs.get_schema(op_type, opset, "").since_version != schema.since_version
+
+
+_FIELDS = {  # the AttributeProto field that holds each attribute type's value
+    onnx.AttributeProto.FLOAT: "f", onnx.AttributeProto.INT: "i", onnx.AttributeProto.STRING: "s",
+    onnx.AttributeProto.TENSOR: "t", onnx.AttributeProto.GRAPH: "g",
+    onnx.AttributeProto.SPARSE_TENSOR: "sparse_tensor", onnx.AttributeProto.TYPE_PROTO: "tp",
+    onnx.AttributeProto.FLOATS: "floats", onnx.AttributeProto.INTS: "ints",
+    onnx.AttributeProto.STRINGS: "strings", onnx.AttributeProto.TENSORS: "tensors",
+    onnx.AttributeProto.GRAPHS: "graphs", onnx.AttributeProto.SPARSE_TENSORS: "sparse_tensors",
+    onnx.AttributeProto.TYPE_PROTOS: "type_protos",
+}
+
+
+def _check_attribute_fields(attr: onnx.AttributeProto, where: str) -> None:
+    """Only the field of the attribute's declared type holds a value (a FLOAT attribute with an
+    int in it is ambiguous: readers would disagree on its value)."""
+    own = _FIELDS.get(attr.type)
+    if own is None:
+        raise MlcError(f"{where}: attribute {attr.name!r} has no valid type ({attr.type})")
+    for kind, field in _FIELDS.items():
+        if field == own:
+            continue
+        value = getattr(attr, field)
+        filled = len(value) if kind in _REPEATED else attr.HasField(field)
+        if filled:
+            raise MlcError(f"{where}: attribute {attr.name!r} is declared "
+                           f"{onnx.AttributeProto.AttributeType.Name(attr.type)} but also holds "
+                           f"a {onnx.AttributeProto.AttributeType.Name(kind)} value")
+
+
+_REPEATED = {onnx.AttributeProto.FLOATS, onnx.AttributeProto.INTS, onnx.AttributeProto.STRINGS,
+             onnx.AttributeProto.TENSORS, onnx.AttributeProto.GRAPHS,
+             onnx.AttributeProto.SPARSE_TENSORS, onnx.AttributeProto.TYPE_PROTOS}
 
 
 def _check_counts(node, schema, label, where) -> None:
@@ -95,6 +185,7 @@ def _check_attributes(node, schema, label, where) -> None:
         if attr.ref_attr_name:
             raise MlcError(f"{where}: attribute {attr.name!r} refers to a function attribute; "
                            "only plain values are supported")
+        _check_attribute_fields(attr, where)
         if int(attr.type) != int(spec.type):
             got = onnx.AttributeProto.AttributeType.Name(attr.type) \
                 if attr.type in onnx.AttributeProto.AttributeType.values() else str(attr.type)
@@ -155,7 +246,7 @@ def topological_order(graph: onnx.GraphProto, source: str) -> list[int]:
     producer = {name: i for i, node in enumerate(graph.node) for name in node.output if name}
     given = {t.name for t in graph.initializer} | {v.name for v in graph.input}
     waiting_on: list[set[int]] = []
-    users: dict[int, list[int]] = {}
+    users: dict[int, set[int]] = {}
     for i, node in enumerate(graph.node):
         needs = set()
         for name in node.input:
@@ -165,7 +256,7 @@ def topological_order(graph: onnx.GraphProto, source: str) -> list[int]:
                 raise MlcError(f"{source}: node {node_label(node, i)!r} ({node.op_type}) reads "
                                f"{name!r}, which no input, initializer or node defines")
             needs.add(producer[name])
-            users.setdefault(producer[name], []).append(i)
+            users.setdefault(producer[name], set()).add(i)
         waiting_on.append(needs)
     ready = [i for i, needs in enumerate(waiting_on) if not needs]
     heapq.heapify(ready)  # smallest index first: keeps file order for sorted graphs

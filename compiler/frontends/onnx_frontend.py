@@ -23,7 +23,7 @@ from ..ir.ops import OPS, compute, resolve_attrs
 from ..ir.shapes import ShapeError, check_allocation, check_constant_operands, check_size
 from ..ir.types import TensorType
 from .onnx_checks import (DEFAULT_DOMAINS, check_names, check_node_schema, check_node_types,
-                          declared_dims, default_opset, element_type, node_label,
+                          check_text, declared_dims, default_opset, element_type, node_label,
                           tensor_to_array, topological_order)
 from .onnx_ops import CONVERTERS, ConvertError, NeedsConstant
 
@@ -46,11 +46,15 @@ def read_onnx(path: Path) -> onnx.ModelProto:
         raise MlcError(f"{path}: not a readable ONNX model ({type(err).__name__})") from None
     if not model.graph.node and not model.graph.output:
         raise MlcError(f"{path}: not an ONNX model (no graph found)")
+    check_text(model, str(path))
     base = path.parent.resolve()
     for tensor in _all_initializers(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        if "\0" in location:
+            raise MlcError(f"{path}: initializer {tensor.name!r} has an external data location "
+                           "with a NUL character; the file is corrupt")
         target = (base / location).resolve()
         if base not in target.parents:
             raise MlcError(f"{path}: initializer {tensor.name!r} points at external data "
@@ -169,6 +173,7 @@ def import_onnx(model: onnx.ModelProto, source: str = "model.onnx",
     shape_hints only fill dynamic dims (e.g. from the arrays a user is about to run).
     """
     graph = model.graph
+    check_text(model, source)
     opset = default_opset(model, source)
     order, schemas = _checked_node_order(graph, source, opset)
     taken = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {

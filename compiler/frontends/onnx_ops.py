@@ -74,7 +74,22 @@ def _identity(imp, inputs, outputs, attrs):
     imp.emit("Identity", inputs[:1], outputs[:1])
 
 
+def _variadic(ir_op: str):
+    """Sum, Mean, Max, Min: broadcasting since opset 8; before it the inputs share one shape."""
+    def convert(imp, inputs, outputs, attrs):
+        shapes = {imp.type_of(name).shape for name in _present(inputs)}
+        if imp.opset < 8 and len(shapes) > 1:
+            raise ConvertError(f"inputs of shapes {sorted(shapes)} differ; {ir_op} broadcasts "
+                               "only from opset 8")
+        imp.emit(ir_op, _present(inputs), outputs[:1])
+    return convert
+
+
 def _dropout(imp, inputs, outputs, attrs):
+    for name in _present(inputs[1:]):
+        if imp.type_of(name).rank:
+            raise ConvertError(f"ratio and training_mode must be scalars, {name!r} is "
+                               f"{imp.type_of(name)}")
     if len(inputs) > 2 and inputs[2] and bool(imp.const(inputs[2], "training_mode")):
         raise ConvertError("training-mode Dropout is not supported; export the model in eval mode")
     _identity(imp, inputs, outputs, attrs)
@@ -405,11 +420,12 @@ _SAME = [
     "Neg", "Abs", "Sign", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sin",
     "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Tanh", "Erf", "Not", "Relu",
     "Sigmoid", "Softplus", "Softsign", "HardSwish", "Where", "PRelu", "Add", "Sub", "Mul", "Div",
-    "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Less", "LessOrEqual", "Greater",
+    "Pow", "Equal", "Less", "LessOrEqual", "Greater",
     "GreaterOrEqual", "And", "Or", "Xor", "MatMul", "GlobalAveragePool", "GlobalMaxPool",
 ]
 
 CONVERTERS = {name: same(name) for name in _SAME}
+CONVERTERS.update({name: _variadic(name) for name in ("Max", "Min", "Sum", "Mean")})
 CONVERTERS.update({
     # activations and elementwise ops with attributes
     "LeakyRelu": same("LeakyRelu", "alpha"),

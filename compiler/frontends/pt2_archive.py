@@ -12,7 +12,11 @@ reads a fresh in-memory archive holding only the checked entries, with the sampl
 
 from __future__ import annotations
 
+import ast
 import io
+import json
+import keyword
+import math
 import pickletools
 import re
 import zipfile
@@ -32,7 +36,8 @@ NOT_AN_ARCHIVE = "only torch.export archives (.pt2) are accepted; re-export with
 MAX_ENTRIES = 100_000
 MAX_COMPRESSION_RATIO = 1_000  # deflated JSON reaches ~20; more is a zip bomb
 MAX_EXPRESSION_CHARS = 2_000
-MAX_EXPONENT_PRODUCT = 64  # bounds the integers sympy builds from `a**b` while parsing
+MAX_BROADCAST = 64  # elements per stored element of a weight with zero strides
+MAX_EXPONENT_PRODUCT = 4096  # bounds the integers sympy builds from a**b while parsing
 
 # ---- the entries torch.export.save writes (paths relative to the archive's root folder) ----
 _TEXT_ENTRIES = {  # entry -> the pattern its whole text must match
@@ -53,21 +58,45 @@ _SYM_OP_TARGETS = frozenset(
                                       "or_", "lshift", "rshift")]
     + [f"torch.sym_{name}" for name in ("not", "int", "float", "ite", "max", "min", "sqrt")]
     + ["math.trunc"])
+# names torch.fx writes into generated source (placeholders verbatim, module paths in quotes)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
+_MODULE_PATH = re.compile(r"([A-Za-z0-9_]{1,255}(\.[A-Za-z0-9_]{1,255})*)?")
+_NAME_FIELDS = ("name", "as_name")
+_NAME_TABLES = ("tensor_values", "sym_int_values", "sym_bool_values", "sym_float_values",
+                "custom_obj_values")
+_PATH_FIELDS = ("parameter_name", "buffer_name", "tensor_constant_name", "custom_obj_name",
+                "fqn", "user_input_name")
 _REFUSED_ARGUMENTS = {  # argument kinds that carry code or objects mlc cannot import
     "as_operator": "passes a Python callable",
     "as_graph": "holds a subgraph (control flow)",
     "as_custom_obj": "uses a custom (TorchScript) object",
 }
 
-# ---- what a symbolic-shape expression may contain (torch writes e.g. "FloorDiv(s0, 2) + 1") --
-_EXPRESSION_TOKEN = re.compile(r"\s+|\d+(?:\.\d+)?(?:e[+-]?\d+)?|[A-Za-z_][A-Za-z0-9_]*|"
-                               r"\*\*|//|==|!=|<=|>=|[-+*/%(),<>&|~]")
+# ---- what a symbolic-shape expression may contain -------------------------------------------
+# torch writes them with sympy's srepr, e.g. "Add(FloorDiv(Symbol('s0', integer=True),
+# Integer(2)), Integer(1))", and reads them back with sympify (eval): only calls of these
+# sympy and torch functions, shape symbols, numbers, arithmetic and comparisons pass.
+_EXPRESSION_FUNCTIONS = frozenset(
+    "Symbol Integer Rational Float Add Mul Pow Max Min Mod Abs floor ceiling sqrt Piecewise "
+    "Equality Unequality StrictLessThan LessThan StrictGreaterThan GreaterThan Eq Ne Lt Le Gt "
+    "Ge And Or Not FloorDiv ModularIndexing Where PythonMod CleanDiv CeilToInt FloorToInt "
+    "CeilDiv LShift RShift PowByNatural FloatPow FloatTrueDiv IntTrueDiv TruncToFloat "
+    "TruncToInt RoundToInt RoundDecimal ToFloat Identity IsNonOverlappingAndDenseIndicator "
+    "IntInfinity NegativeIntInfinity".split())
+_EXPRESSION_CONSTANTS = frozenset("true false oo zoo nan int_oo".split())
+_EXPRESSION_KEYWORDS = frozenset(
+    "positive negative nonnegative nonpositive integer real finite infinite zero nonzero even "
+    "odd rational commutative extended_real extended_positive extended_negative "
+    "extended_nonnegative extended_nonpositive precision evaluate".split())
 _SYMBOL_NAME = re.compile(r"(s|u|zf|zuf|ps)\d+")
-_EXPRESSION_NAMES = frozenset(
-    "FloorDiv ModularIndexing Where PythonMod Mod CleanDiv CeilToInt FloorToInt CeilDiv LShift "
-    "RShift PowByNatural FloatPow FloatTrueDiv IntTrueDiv IsNonOverlappingAndDenseIndicator "
-    "TruncToFloat TruncToInt RoundToInt RoundDecimal ToFloat Identity Max Min Eq Ne Lt Le Gt Ge "
-    "And Or Not Abs floor ceiling sqrt oo True False".split())
+_EXPRESSION_STRING = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}|[+-]?\d{1,30}(\.\d{1,30})?"
+                                r"(e[+-]?\d{1,4})?")
+_POWER_FUNCTIONS = frozenset(["Pow", "PowByNatural", "FloatPow", "LShift"])
+_EXPRESSION_NODES = (ast.Expression, ast.Call, ast.Name, ast.Constant, ast.BinOp, ast.UnaryOp,
+                     ast.Compare, ast.BoolOp, ast.keyword, ast.Load, ast.operator, ast.unaryop,
+                     ast.cmpop, ast.boolop)
+_REFUSED_OPERATORS = (ast.BitXor, ast.MatMult, ast.BitAnd, ast.BitOr, ast.LShift, ast.RShift,
+                      ast.Is, ast.IsNot, ast.In, ast.NotIn)
 
 # ---- the sample inputs: a torch.save pickle that may only rebuild plain tensors -------------
 _SAMPLE_INPUT_GLOBALS = frozenset(
@@ -183,7 +212,7 @@ def _check_entries(archive: _Archive) -> None:
         if kind in _TEXT_ENTRIES:
             _check_text(name, data, _TEXT_ENTRIES[kind])
         elif kind == "model":
-            check_model_json(parse_json(data, f"entry {name!r}", max_depth=128), name)
+            archive.entries[name] = _checked_model(data, name)
         elif kind == "sample inputs":
             _check_sample_inputs(name, data)
     _check_payloads(archive)
@@ -211,6 +240,14 @@ def _unknown_reason(name: str) -> str:
     if name.endswith((".pkl", ".pt", ".pth")) or "custom_obj_" in name or "opaque_obj_" in name:
         return "is a pickle, which loading would run"
     return "is not part of a torch.export archive of plain tensors"
+
+
+def _parse_json(data: bytes, entry: str, max_depth: int = 64):
+    """JSON through mlc's bounded parser; a problem names the archive and the entry."""
+    try:
+        return parse_json(data, "has bad JSON", max_depth=max_depth)
+    except MlcError as err:
+        raise _Refused(entry, str(err)) from None
 
 
 def _check_text(name: str, data: bytes, pattern: str) -> None:
@@ -292,10 +329,22 @@ def _check_sample_inputs(name: str, data: bytes) -> None:
 
 
 # ---- the model JSON --------------------------------------------------------------------------
+def _checked_model(data: bytes, entry: str) -> bytes:
+    """The model JSON, checked, without its guards: torch compiles `guards_code` strings into a
+    Python function (exec) when it decomposes the program, and mlc fixes shapes itself."""
+    doc = _parse_json(data, entry, max_depth=128)
+    if not isinstance(doc, dict):
+        raise _Refused(entry, "is not a torch.export model (a JSON object)")
+    check_model_json(doc, entry)
+    doc["guards_code"] = []
+    return json.dumps(doc).encode()
+
+
 def check_model_json(doc, entry: str) -> None:
     """Refuse a model JSON that names a callable other than an aten/prims operator or torch's
-    symbolic-int ops, passes callables or subgraphs, or has a shape expression that is not
-    plain arithmetic (torch parses those with sympy, i.e. `eval`)."""
+    symbolic-int ops, passes callables or subgraphs, has a shape expression that is not plain
+    arithmetic (torch parses those with sympy, i.e. `eval`), or a tensor, node or module name
+    that is not a plain identifier (torch.fx writes names into the Python source it execs)."""
     stack = [doc]
     while stack:
         value = stack.pop()
@@ -311,7 +360,31 @@ def check_model_json(doc, entry: str) -> None:
             _check_target(value["target"], entry)
         if "expr_str" in value:
             _check_expression(value["expr_str"], entry)
+        _check_names(value, entry)
         stack.extend(value.values())
+
+
+def _check_names(value: dict, entry: str) -> None:
+    """Every name in one JSON object of the model: identifiers, or dotted module paths."""
+    values = [key for field in _NAME_TABLES if isinstance(value.get(field), dict)
+              for key in value[field]]  # graph values: a placeholder "self" clashes too
+    names = [value[key] for key in _NAME_FIELDS if isinstance(value.get(key), str)]
+    if isinstance(value.get("forward_arg_names"), list):
+        names += value["forward_arg_names"]
+    for name in names + values:
+        if not (isinstance(name, str) and _IDENTIFIER.fullmatch(name)
+                and not keyword.iskeyword(name) and not (name == "self" and name in values)):
+            raise _Refused(entry, f"names a value {str(name)[:60]!r}, which is not a plain "
+                                  "identifier")
+    paths = [value[key] for key in _PATH_FIELDS if isinstance(value.get(key), str)]
+    for path in paths:
+        if not _MODULE_PATH.fullmatch(path):
+            raise _Refused(entry, f"names a module path {path[:60]!r}, which is not dotted "
+                                  "identifiers")
+    ranges = value.get("range_constraints")
+    for symbol in ranges if isinstance(ranges, dict) else ():
+        if not _SYMBOL_NAME.fullmatch(symbol):
+            raise _Refused(entry, f"constrains {symbol[:60]!r}, which is not a shape symbol")
 
 
 def _check_target(target, entry: str) -> None:
@@ -327,29 +400,68 @@ def _check_target(target, entry: str) -> None:
 
 
 def _check_expression(text, entry: str) -> None:
-    """A symbolic shape must be arithmetic over shape symbols and sympy functions only."""
+    """A symbolic shape must be arithmetic over shape symbols, numbers and sympy functions."""
     where = f"has the shape expression {str(text)[:60]!r}"
     if not isinstance(text, str) or len(text) > MAX_EXPRESSION_CHARS:
         raise _Refused(entry, f"{where}, which is not a shape expression")
-    tokens, position = [], 0
-    while position < len(text):
-        match = _EXPRESSION_TOKEN.match(text, position)
-        if not match:
-            raise _Refused(entry, f"{where}: {text[position]!r} is not arithmetic")
-        tokens.append(match.group())
-        position = match.end()
-    for token in tokens:
-        if (token[0].isalpha() or token[0] == "_") and not (
-                token in _EXPRESSION_NAMES or _SYMBOL_NAME.fullmatch(token)):
-            raise _Refused(entry, f"{where}: {token!r} is not a shape symbol or function")
-    words = [t for t in tokens if not t.isspace()]
-    product = 1
-    for index, token in enumerate(words):
-        if token == "**":
-            exponent = words[index + 1] if index + 1 < len(words) else ""
-            product *= int(exponent) if exponent.isdigit() else MAX_EXPONENT_PRODUCT + 1
-    if product > MAX_EXPONENT_PRODUCT:
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise _Refused(entry, f"{where}, which is not a shape expression") from None
+    exponents = 1
+    for node in ast.walk(tree):
+        problem = _expression_problem(node)
+        if problem:
+            raise _Refused(entry, f"{where}: {problem}")
+        exponents *= _exponent(node)
+    if exponents > MAX_EXPONENT_PRODUCT:
         raise _Refused(entry, f"{where}: powers too large to evaluate")
+
+
+def _expression_problem(node: ast.AST) -> str | None:
+    """Why one AST node cannot be part of a shape expression (None when it can)."""
+    if not isinstance(node, _EXPRESSION_NODES) or isinstance(node, _REFUSED_OPERATORS):
+        return f"{type(node).__name__} is not arithmetic"
+    if isinstance(node, ast.Call):
+        if not (isinstance(node.func, ast.Name) and node.func.id in _EXPRESSION_FUNCTIONS):
+            return f"{ast.unparse(node.func)[:40]!r} is not a sympy function torch writes"
+        if any(isinstance(arg, ast.Starred) for arg in node.args):
+            return "argument unpacking is not arithmetic"
+    elif isinstance(node, ast.keyword):
+        if node.arg is None:
+            return "argument unpacking is not arithmetic"
+        if node.arg not in _EXPRESSION_KEYWORDS:
+            return f"keyword {node.arg!r} is not a sympy assumption"
+    elif isinstance(node, ast.Name):
+        if not (node.id in _EXPRESSION_FUNCTIONS or node.id in _EXPRESSION_CONSTANTS
+                or _SYMBOL_NAME.fullmatch(node.id)):
+            return f"{node.id!r} is not a shape symbol or function"
+    elif isinstance(node, ast.Constant):
+        value = node.value
+        if isinstance(value, str) and not _EXPRESSION_STRING.fullmatch(value):
+            return f"the string {value[:40]!r} is not a symbol name or number"
+        if not isinstance(value, (str, int, float)) or (isinstance(value, int)
+                                                        and abs(value) > 2**63):
+            return f"the constant {str(value)[:40]!r} is not a shape number"
+    return None
+
+
+def _exponent(node: ast.AST) -> int:
+    """How much a power (or left shift) node can multiply the size of the numbers it makes."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        power = node.right
+    elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+          and node.func.id in _POWER_FUNCTIONS and len(node.args) == 2):
+        power = node.args[1]
+    else:
+        return 1
+    if isinstance(power, ast.Call) and len(power.args) == 1:  # Integer(5)
+        power = power.args[0]
+    if isinstance(power, ast.UnaryOp):
+        power = power.operand
+    if isinstance(power, ast.Constant) and isinstance(power.value, (int, float)):
+        return max(1, min(int(abs(power.value)), MAX_EXPONENT_PRODUCT + 1))
+    return 1  # a symbolic exponent stays a sympy expression; nothing is computed
 
 
 # ---- weights and constants -------------------------------------------------------------------
@@ -370,10 +482,13 @@ def _check_payloads(archive: _Archive) -> None:
         config_name = fmt.format(archive.model)
         if config_name not in archive.entries:
             raise _Refused(config_name, "is missing")
-        config = parse_json(archive.entries[config_name], f"entry {config_name!r}")
+        config = _parse_json(archive.entries[config_name], config_name)
         if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
             raise _Refused(config_name, "has no 'config' mapping")
         for fqn, meta in config["config"].items():
+            if not (fqn and _MODULE_PATH.fullmatch(fqn)):
+                raise _Refused(config_name, f"names a tensor {fqn[:60]!r}, which is not a "
+                                            "dotted module path")
             entry = _check_payload(archive, folder, prefix, meta, item_bytes, config_name, fqn)
             used.add(entry)
     unused = [name for name in archive.entries if name.startswith(tuple(_RAW_DIRS))
@@ -407,6 +522,10 @@ def _check_payload(archive: _Archive, folder: str, prefix: str, meta, item_bytes
     if needed * size > len(archive.entries[entry]):
         raise _Refused(entry, f"holds {len(archive.entries[entry])} bytes, too few for "
                               f"{fqn!r} of shape {shape}")
+    elements = math.prod(shape)
+    if elements > max(MAX_BROADCAST * needed, 2**24):  # zero strides: a view mlc would copy
+        raise _Refused(config_name, f"{where} as {elements:,} elements over {needed:,} stored "
+                                    "(a broadcast too large to import)")
     return entry
 
 
@@ -431,6 +550,8 @@ def _rebuilt(archive: _Archive) -> io.BytesIO:
     sample_inputs = layout.SAMPLE_INPUTS_FILENAME_FORMAT.format(archive.model)
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as out:
         for name, data in archive.entries.items():
-            out.writestr(f"{archive.root}/{name}", b"" if name == sample_inputs else data)
+            if name != sample_inputs:
+                out.writestr(f"{archive.root}/{name}", data)
+        out.writestr(f"{archive.root}/{sample_inputs}", b"")  # torch reads it even if absent
     buffer.seek(0)
     return buffer

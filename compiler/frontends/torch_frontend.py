@@ -8,7 +8,9 @@ node whose inputs are all constants, and maps the rest through the rule table in
 
 from __future__ import annotations
 
+import math
 import operator
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ _DTYPES = {
 }
 _TORCH_DTYPES = {name: dtype for dtype, name in _DTYPES.items()}
 _PT2_HINT = NOT_AN_ARCHIVE
+MAX_FOLDED_ELEMENTS = 2**28  # 1 GiB of float32: far above any real model's folded constants
 
 
 def ir_dtype(dtype: torch.dtype) -> str:
@@ -242,7 +245,7 @@ class _Converter:
             target = getattr(aten_table.SHAPE_ONLY[packet], target._overloadname)
         if not any(isinstance(leaf, Ref) for leaf in _leaves((args, kwargs))):
             if isinstance(target, torch._ops.OpOverload):
-                return target(*args, **kwargs)  # constant folding, in torch itself
+                return self._fold(node, target, args, kwargs)
         rule = aten_table.lookup(target)
         if rule is None:
             self._unsupported(str(target), node.name)
@@ -250,6 +253,21 @@ class _Converter:
         self.out = pytree.tree_map(_tensor_type, val)
         self.out = tuple(self.out) if isinstance(self.out, list) else self.out
         return self._check(node, rule(self, *self._schema_args(target, args, kwargs)))
+
+    def _fold(self, node, target, args, kwargs):
+        """Constant folding, in torch itself; sizes come from the (possibly hostile) file, so a
+        constant too big to hold or an op torch refuses is bad input, not an mlc bug."""
+        sizes = [math.prod(_concrete(d) for d in t.shape)
+                 for t in pytree.tree_leaves(node.meta.get("val")) if isinstance(t, torch.Tensor)]
+        if sum(sizes) > MAX_FOLDED_ELEMENTS:
+            raise MlcError(f"torch node {node.name!r} ({target}): a constant of {sum(sizes):,} "
+                           f"elements (mlc folds at most {MAX_FOLDED_ELEMENTS:,})")
+        try:
+            return target(*args, **kwargs)
+        except (RuntimeError, ValueError, IndexError, MemoryError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise MlcError(f"torch node {node.name!r} ({target}): cannot compute this constant "
+                           f"({first})") from None
 
     def _zeros_like(self, ref: Ref) -> torch.Tensor:
         return torch.zeros(self.shape(ref), dtype=_TORCH_DTYPES[self.dtype(ref)])
@@ -338,8 +356,13 @@ def from_exported_program(ep: torch.export.ExportedProgram, name: str = "model")
 
     >>> graph = from_exported_program(torch.export.export(model, (x,)))
     """
-    ep = ep.run_decompositions(decomposition_table())
-    return _Converter(ep, name).convert()
+    return _Converter(_decompose(ep), name).convert()
+
+
+def _decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    with warnings.catch_warnings():  # torch's own deprecation notices would end on stderr
+        warnings.simplefilter("ignore", FutureWarning)
+        return ep.run_decompositions(decomposition_table())
 
 
 def _export(module, args: tuple, kwargs: dict | None = None):
@@ -376,4 +399,11 @@ def load_pt2(path) -> Graph:
         raise MlcError(f"{path}: no such file")
     if path.suffix != ".pt2":
         raise MlcError(f"{path}: {_PT2_HINT}")
-    return from_exported_program(read_export_archive(path), path.stem)
+    ep = read_export_archive(path)
+    try:
+        ep = _decompose(ep)
+    except Exception as err:  # the file's program is one torch itself cannot retrace
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise MlcError(f"{path}: torch cannot decompose the exported program ({first}); "
+                       "re-export with torch.export.save") from None
+    return _Converter(ep, path.stem).convert()

@@ -71,12 +71,16 @@ def power(a, b):
 
 
 def softmax(x, axis):
+    if x.size == 0:  # nothing to normalize (np.max has no identity for an empty axis)
+        return x.copy()
     shifted = x - np.max(x, axis=axis, keepdims=True)
     e = np.exp(shifted)
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def log_softmax(x, axis):
+    if x.size == 0:
+        return x.copy()
     shifted = x - np.max(x, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 

@@ -102,6 +102,8 @@ def read_npz(path, what: str = ".npz file") -> dict[str, np.ndarray]:
     path = Path(path)
     if path.is_dir():
         raise MlcError(f"{path}: is a folder; expected a {what} (np.savez(path, name=array))")
+    if path.exists() and not path.is_file():  # /dev/zero, a FIFO: zipfile would read forever
+        raise MlcError(f"{path}: is not a regular file; expected a {what}")
     try:
         with zipfile.ZipFile(path) as archive:
             return _read_npz_members(archive, path, what)

@@ -71,6 +71,8 @@ def arg_reduce(types, attrs):
     if not shape:
         raise ShapeError("ArgMax/ArgMin need an input of rank >= 1")
     axis = norm_axis(attrs["axis"], len(shape))
+    if shape[axis] == 0:
+        raise ShapeError(f"ArgMax/ArgMin over axis {axis} of {shape}: the axis is empty")
     out = list(shape)
     if attrs["keepdims"]:
         out[axis] = 1
@@ -214,12 +216,6 @@ def batch_norm(types, attrs):
     return [types[0]]
 
 
-def mod(types, attrs):
-    if types[0].dtype in FLOAT_DTYPES and not attrs["fmod"]:
-        raise ShapeError("Mod of floats needs fmod=1")
-    return broadcast_same_dtype(types, attrs)
-
-
 def layer_norm(types, attrs):
     x = types[0]
     axis = norm_axis(attrs["axis"], x.rank)
@@ -358,9 +354,8 @@ def pad(types, attrs):
     mode = attrs["mode"]
     if mode not in ("constant", "reflect", "edge", "wrap"):
         raise ShapeError(f"Pad mode {mode!r} is not constant, reflect, edge or wrap")
-    if mode != "constant" and any(
-            pads[i] > 0 or pads[i + rank] > 0 for i, d in enumerate(shape) if d == 0):
-        raise ShapeError(f"{mode} padding needs a non-empty axis to copy from")
+    if mode != "constant" and 0 in shape:
+        raise ShapeError(f"{mode} padding needs a non-empty input, got {shape}")
     if mode == "reflect" and any(max(pads[i], pads[i + rank]) >= d
                                  for i, d in enumerate(shape)):
         raise ShapeError(f"reflect pads {list(pads)} must be smaller than the dims {shape}")

@@ -21,6 +21,9 @@ from .sp import SPNode, coarsen, units
 
 INFEASIBLE = None
 TOO_BIG = "too big"
+# A schedule lists every micro-batch of every stage and the simulator walks them all: more
+# than this many micro-batches per iteration is a typo (or hours of planning), not a plan.
+MAX_MICRO_BATCHES = 4096
 
 
 @dataclass
@@ -303,12 +306,18 @@ def _better(a, b):
 
 
 def micro_batch_sizes(batch: int, devices: int) -> list[int]:
-    """Powers of two dividing the batch: the candidate uniform micro-batch sizes."""
+    """Powers of two dividing the batch: the candidate uniform micro-batch sizes.
+
+    >>> micro_batch_sizes(1000, 3)  # no power of two in the window: the nearest below it
+    [8]
+    """
     # between devices/4 and 2 x devices micro-batches: fewer leave a deep pipeline idle, more
     # rarely pay (and each size costs a full binary search)
     smallest, largest = max(1, batch // (2 * devices)), max(1, batch // max(1, devices // 4))
-    return [b for b in (2**i for i in range(20))
-            if smallest <= b <= min(largest, batch) and batch % b == 0]
+    dividing = [b for b in (2**i for i in range(batch.bit_length())) if batch % b == 0]
+    in_window = [b for b in dividing if smallest <= b <= largest]
+    in_window = in_window or [max(b for b in dividing if b <= largest)]
+    return [b for b in in_window if batch // b <= MAX_MICRO_BATCHES]
 
 
 def _max_tps(model: CostModel, stages: list[Stage], b: int, batch: int) -> float:
@@ -378,6 +387,13 @@ def plan(model: CostModel, tree: SPNode, devices: int, batch: int, planner: str,
     """
     start = time.perf_counter()
     sizes = [micro_batch] if micro_batch else micro_batch_sizes(batch, devices)
+    if not sizes or batch // sizes[0] > MAX_MICRO_BATCHES:
+        smallest = next((b for b in (2**i for i in range(batch.bit_length()))
+                         if batch % b == 0 and batch // b <= MAX_MICRO_BATCHES), None)
+        fix = (f"use --micro-batch {smallest} or more" if smallest
+               else "use a smaller batch, or one with a larger power-of-two factor")
+        raise MlcError(f"batch {batch} would make more than {MAX_MICRO_BATCHES} micro-batches "
+                       f"(the most a schedule is planned for); {fix}")
     best, best_score = None, -math.inf
     groups = GroupCosts(model)
     for b in sizes:

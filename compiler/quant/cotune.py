@@ -142,7 +142,7 @@ def _train(graph, layers, quantizers, data, options, progress, loss_of):
 
 def _diverged(what: str, options: TuneOptions) -> str:
     return (f"co-tuning diverged: {what}; lower the learning rate (--lr, now {options.lr:g}) "
-            "or train fewer epochs")
+            "or raise the temperature (--tau)")
 
 
 def _inputs(batch: dict, graph: Graph) -> dict:

@@ -38,20 +38,21 @@ class QuantData:
         return sum(self.counts)
 
 
-def load_data(spec: str, graph: Graph) -> QuantData:
-    """Data for `graph` from an .npz path or `module:callable`; MlcError says what is wrong."""
+def load_data(spec: str, graph: Graph, option: str = "--data") -> QuantData:
+    """Data for `graph` from an .npz path or `module:callable`; MlcError says what is wrong
+    (naming `option`, the flag the spec came from)."""
     if spec.endswith(".npz") or Path(spec).is_file():
-        return _from_npz(Path(spec), graph)
+        return _from_npz(Path(spec), graph, option)
     if ":" in spec:
-        return _from_callable(spec, graph)
-    raise MlcError(f"--data {spec}: not a file; give an .npz file or package.module:callable")
+        return _from_callable(spec, graph, option)
+    raise MlcError(f"{option} {spec}: not a file; give an .npz file or package.module:callable")
 
 
-def _from_npz(path: Path, graph: Graph) -> QuantData:
+def _from_npz(path: Path, graph: Graph, option: str) -> QuantData:
     from mlc.compiler.ir.serialize import read_npz
 
-    arrays = read_npz(path, "--data .npz file (model inputs by name, optional labels)")
-    where = f"--data {path}"
+    arrays = read_npz(path, f"{option} .npz file (model inputs by name, optional labels)")
+    where = f"{option} {path}"
     missing = [name for name in graph.inputs if name not in arrays]
     if missing:
         raise MlcError(f"{where}: no array for model input(s) {missing}; it holds "
@@ -60,16 +61,17 @@ def _from_npz(path: Path, graph: Graph) -> QuantData:
         check_array_values(arrays[name], f"{where}: input {name!r}")
         got = arrays[name].shape
         if len(got) != len(expected.shape) or tuple(got[1:]) != tuple(expected.shape[1:]):
-            raise MlcError(f"{where}: input {name!r} has shape {got}, the model expects "
-                           f"(samples, {', '.join(map(str, expected.shape[1:]))}) (batch first)")
+            raise MlcError(f"{where}: input {name!r} has per-sample shape {got[1:]}, the model "
+                           f"expects {tuple(expected.shape[1:])} (batch first)")
     samples = {name: arrays[name].shape[0] for name in graph.inputs}
     labels = arrays.get(LABELS)
     if labels is not None:
-        check_labels(labels, graph, where)
-        samples[LABELS] = labels.shape[0]
+        samples[LABELS] = labels.shape[0] if labels.ndim else 0
     if len(set(samples.values())) != 1 or 0 in samples.values():
         raise MlcError(f"{where}: arrays disagree on the number of samples, or hold none: "
                        f"{samples}")
+    if labels is not None:
+        check_labels(labels, graph, where)
     return batch_arrays({n: arrays[n] for n in graph.inputs}, labels, graph, str(path))
 
 
@@ -118,29 +120,29 @@ def batch_arrays(inputs: dict[str, np.ndarray], labels: np.ndarray | None, graph
     return QuantData(batches, counts, labels is not None, None, source)
 
 
-def _from_callable(spec: str, graph: Graph) -> QuantData:
+def _from_callable(spec: str, graph: Graph, option: str) -> QuantData:
     module_name, _, attr = spec.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
-        raise MlcError(f"--data {spec}: cannot import ({err})") from None
+        raise MlcError(f"{option} {spec}: cannot import ({err})") from None
     try:
         result = fn()
     except Exception as err:  # the user's own code: say where it failed, not an mlc bug
-        raise MlcError(f"--data {spec}: the callable raised {type(err).__name__}: "
+        raise MlcError(f"{option} {spec}: the callable raised {type(err).__name__}: "
                        f"{err}") from None
     if not (isinstance(result, tuple) and len(result) == 2 and callable(result[0])):
-        raise MlcError(f"--data {spec}: must return (loss_fn, batches)")
+        raise MlcError(f"{option} {spec}: must return (loss_fn, batches)")
     loss_fn, batches = result[0], list(result[1])
     if not batches:
-        raise MlcError(f"--data {spec}: returned no batches")
+        raise MlcError(f"{option} {spec}: returned no batches")
     for k, item in enumerate(batches):
         missing = [name for name in graph.inputs if name not in item]
         if missing:
-            raise MlcError(f"--data {spec}: batch {k} lacks model input(s) {missing}")
+            raise MlcError(f"{option} {spec}: batch {k} lacks model input(s) {missing}")
         for name, expected in graph.inputs.items():
             if tuple(np.shape(item[name])) != tuple(expected.shape):
-                raise MlcError(f"--data {spec}: batch {k} input {name!r} has shape "
+                raise MlcError(f"{option} {spec}: batch {k} input {name!r} has shape "
                                f"{tuple(np.shape(item[name]))}, the model expects "
                                f"{tuple(expected.shape)}")
     counts = [graph.inputs[next(iter(graph.inputs))].shape[0]] * len(batches)

@@ -74,6 +74,29 @@ def _matches(patterns, *names) -> bool:
                if name)
 
 
+def check_patterns(graph: Graph, skip: tuple[str, ...] = (),
+                   layer_bits: dict[str, int] | None = None) -> None:
+    """Refuse a --skip or --layer-bits glob that matches no quantizable weight (nor a node that
+    reads one): a typo would otherwise quantize, at the default bits, a layer the user meant
+    to keep in float or at other bits, and say nothing."""
+    consumers = graph.consumers()
+    names = []
+    for name, array in graph.weights.items():
+        if graph.types[name].dtype in FLOAT_DTYPES and array.ndim >= 2:
+            uses = _weight_uses(graph, name, consumers)
+            if uses is not None:
+                names.append((name, *(node.name for node, _, _ in uses)))
+    if not names:
+        return  # select_layers says there is nothing to quantize
+    for flag, patterns in (("--skip", skip), ("--layer-bits", tuple(layer_bits or {}))):
+        for pattern in patterns:
+            if not any(_matches((pattern,), *candidates) for candidates in names):
+                shown = ", ".join(candidates[0] for candidates in names[:6])
+                more = f" (and {len(names) - 6} more)" if len(names) > 6 else ""
+                raise MlcError(f"{flag} {pattern!r} matches no quantizable weight or node; the "
+                               f"weights are: {shown}{more} (globs: * ? [abc])")
+
+
 def select_layers(graph: Graph, bits: int, *, skip: tuple[str, ...] = (),
                   layer_bits: dict[str, int] | None = None) -> list[Layer]:
     """Quantizable weights with their bits (layer_bits patterns override `bits`, in order).

@@ -11,10 +11,17 @@ import json
 import time
 from dataclasses import dataclass, field
 
+from mlc.compiler.errors import MlcError
 from mlc.compiler.ir.graph import Graph
+from mlc.compiler.safe_io import check_number
 
 from .mugraph import MuGraph, mugraph_to_json
 from .regions import Region, fuse_regions, select_regions
+
+MAX_BUDGET_S = 7 * 24 * 3600.0  # a week: beyond it a budget is a typo, not a plan
+MAX_KERNEL_OPS = 8
+MAX_BLOCK_OPS = 16
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,21 @@ class OptimizeOptions:
     workers: int | None = None
     cache_dir: str | None = None
     search: str = "symbolic"  # symbolic (one sGraph search per region structure) | concrete
+
+    def __post_init__(self):
+        """Refuse values that would hang the search or make it meaningless (a NaN budget
+        never runs out; a negative op count or seed has no meaning)."""
+        check_number(self.budget_s, "optimize budget_s (seconds)", low=0, low_open=True,
+                     high=MAX_BUDGET_S)
+        for name, high in (("max_kernel_ops", MAX_KERNEL_OPS), ("max_block_ops", MAX_BLOCK_OPS),
+                           ("max_region_nodes", 64), ("max_region_matmuls", 16)):
+            check_number(getattr(self, name), f"optimize {name}", low=1, high=high,
+                         integer=True)
+        check_number(self.seed, "optimize seed", low=0, high=MAX_SEED, integer=True)
+        if self.workers is not None:
+            check_number(self.workers, "optimize workers", low=1, high=1024, integer=True)
+        if self.search not in ("symbolic", "concrete"):
+            raise MlcError(f"optimize search {self.search!r}: expected symbolic or concrete")
 
 
 @dataclass
@@ -109,6 +131,7 @@ def optimize_graph(graph: Graph, options: OptimizeOptions = OptimizeOptions(),
                 notes.append(f"{label}: concrete search ({err})")
         if found is None:
             found = search(members[0].reference, **common)
+        notes += [f"{label}: {note}" for note in found.notes]
         results.append(RegionResult(
             key, members, found.best, found.verified > 0 and found.best_est_time_us <
             found.baseline_est_time_us, found.best_est_time_us, found.baseline_est_time_us,

@@ -148,10 +148,11 @@ def _failure_message(error_dir: str, err: Exception) -> str:
             continue  # a rank killed while writing its record
     if failures:
         first = min(failures, key=lambda f: f["time"])
-        where = f"rank {first['rank']}" + (f" (stage {first['stage']})"
-                                             if first["stage"] is not None else "")
+        stage = first["stage"] is not None
         if first.get("user"):  # a problem with the input (an MlcError): its message first
+            where = f"rank {first['rank']}" + (f", stage {first['stage']}" if stage else "")
             return f"{first['error']} ({where}; the other workers were stopped)"
+        where = f"rank {first['rank']}" + (f" (stage {first['stage']})" if stage else "")
         return f"{where} failed: {first['error']}; the other workers were stopped"
     rank = getattr(err, "error_index", "?")
     return f"rank {rank} died ({str(err).strip().splitlines()[-1]}); the others were stopped"

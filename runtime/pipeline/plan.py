@@ -91,7 +91,7 @@ def load_plan(directory: Path) -> tuple[Graph, PipelinePlan]:
     try:
         plan = parse_plan(doc, graph)
     except MlcError as err:
-        raise MlcError(f"{plan_path}: {err}") from None
+        raise MlcError(f"{err} (in {plan_path})") from None
     return graph, plan
 
 

@@ -14,9 +14,12 @@ cross-entropy), averaged, and applied by Adam to the LoRA tensors only."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
+
+from mlc.compiler.errors import MlcError
 
 from .kv_cache import KVCache
 from .model import LlamaModel, Segment
@@ -148,6 +151,11 @@ class FinetuneJob:
 
     def _finish(self, seq: _ActiveSequence) -> None:
         self._active = None
+        if not math.isfinite(seq.loss):  # reporting "loss nan" and exiting 0 would lie
+            raise MlcError(f"finetuning diverged: the loss of sequence "
+                           f"{len(self.sequence_losses) + 1} is {seq.loss} after "
+                           f"{len(self.steps)} optimizer step(s); lower the learning rate "
+                           "(--lr) or check the base weights")
         self.sequence_losses.append(seq.loss)
         self._pending_losses.append(seq.loss)
         if len(self._pending_losses) < self.accumulation:

@@ -16,12 +16,15 @@ from .engine import Request, ServingEngine, StepResult
 
 @dataclass
 class LoopResult:
-    """Everything the run did, for the reports: per-iteration results and wall seconds."""
+    """Everything the run did, for the reports: per-iteration results, wall seconds, and the
+    ids of requests the run stopped before they arrived (`not_admitted`), which the reports
+    count as unfinished rather than drop."""
 
     iterations: list[StepResult] = field(default_factory=list)
     started_at: float = 0.0
     seconds: float = 0.0
     stopped_by: str = "done"
+    not_admitted: list[str] = field(default_factory=list)
 
     def totals(self) -> dict:
         its = self.iterations
@@ -86,4 +89,5 @@ def serve_trace(engine: ServingEngine, requests: list[Request], planner,
         if on_iteration is not None:
             on_iteration(result, engine, outcome)
     outcome.seconds = engine.clock() - start
+    outcome.not_admitted = [request.id for request in queue]
     return outcome

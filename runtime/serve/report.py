@@ -18,11 +18,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def latencies_doc(engine: ServingEngine) -> dict:
+def latencies_doc(engine: ServingEngine, outcome: LoopResult | None = None) -> dict:
     """{"requests": [{id, prompt_tokens, output_tokens, ttft, tpot, e2e}] in seconds for the
-    finished requests, "unfinished": ids still waiting or running}."""
+    finished requests, "unfinished": ids still waiting, running, or not yet arrived when the
+    run stopped}."""
+    not_admitted = outcome.not_admitted if outcome is not None else []
     return {"requests": [state.latencies() for state in engine.finished.values()],
-            "unfinished": sorted(engine.active)}
+            "unfinished": sorted([*engine.active, *not_admitted])}
 
 
 def finetune_doc(engine: ServingEngine, outcome: LoopResult) -> dict:
@@ -44,7 +46,8 @@ def summary_doc(engine: ServingEngine, outcome: LoopResult, slo_tpot: float) -> 
     tpots = [entry["tpot"] * 1e3 for entry in finished if entry["output_tokens"] > 1]
     totals, seconds = outcome.totals(), max(outcome.seconds, 1e-9)
     losses = [step["loss"] for step in engine.finetune.steps] if engine.finetune else []
-    return {"requests": len(finished) + len(engine.active), "finished": len(finished),
+    return {"requests": len(finished) + len(engine.active) + len(outcome.not_admitted),
+           "finished": len(finished),
            "seconds": outcome.seconds, "stopped_by": outcome.stopped_by, **totals,
            "tpot_mean_ms": statistics.fmean(tpots) if tpots else None,
            "tpot_p50_ms": percentile(tpots, 50) if tpots else None,

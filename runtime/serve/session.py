@@ -77,5 +77,5 @@ def run_session(settings: ServeSettings, requests_file: Path, finetune_file: Pat
               "latency_model": {"base": latency.base, "per_token": latency.per_token,
                                 "per_context": latency.per_context},
               "backward_layer_tokens": backward_tokens}
-    return {"latencies": latencies_doc(engine), "finetune": finetune_doc(engine, outcome),
+    return {"latencies": latencies_doc(engine, outcome), "finetune": finetune_doc(engine, outcome),
             "report": report}

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from mlc.compiler.errors import MlcError
 
@@ -16,6 +16,7 @@ from .model import LlamaModel
 
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 _MLP = ("gate_proj", "up_proj", "down_proj")
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names; ints or bools are not weights
 
 
 def hf_tensors(model: LlamaModel) -> dict[str, torch.Tensor]:
@@ -43,24 +44,45 @@ def save_weights(model: LlamaModel, path: Path) -> None:
 def load_weights(model: LlamaModel, path: Path) -> LlamaModel:
     """Copy base weights from a safetensors file into `model` (cast to float32).
 
-    Ensures: every tensor the model needs was present with its exact shape, else MlcError
-    naming the first missing or mis-shaped ones; LoRA adapters are left untouched."""
-    try:
-        loaded = load_file(str(path))
-    except (OSError, SafetensorError) as err:
-        raise MlcError(f"{path}: cannot read safetensors weights ({err})") from None
+    Ensures: the header is checked before any tensor is read, and every tensor the model needs
+    is present with its exact shape, a floating dtype and only finite values, else MlcError
+    naming the file and the first bad tensors (and nothing is copied); extra tensors (rotary
+    tables, ...) are ignored; LoRA adapters are left untouched."""
     targets = hf_tensors(model)
-    missing = [name for name in targets if name not in loaded]
+    try:
+        with safe_open(str(path), framework="pt") as archive:
+            _check_header(archive, targets, path, model.config.name)
+            # cast first: a float64 value beyond float32's range becomes inf, caught below
+            loaded = {name: archive.get_tensor(name).to(torch.float32) for name in targets}
+    except (OSError, SafetensorError) as err:
+        raise MlcError(f"{path}: cannot read safetensors weights "
+                       f"({getattr(err, 'strerror', None) or err})") from None
+    for name, tensor in loaded.items():
+        if not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise MlcError(f"{path}: tensor {name} holds {bad} NaN or infinite value(s) "
+                           "(as float32); these weights cannot serve")
+    with torch.no_grad():
+        for name, target in targets.items():
+            target.copy_(loaded[name])
+    return model
+
+
+def _check_header(archive, targets: dict[str, torch.Tensor], path: Path, config: str) -> None:
+    """Names, shapes and dtypes from the header alone (no tensor data read yet)."""
+    present = set(archive.keys())
+    missing = [name for name in targets if name not in present]
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3
                                            else "")
-        raise MlcError(f"{path}: missing tensor(s) {shown} for {model.config.name}; is this a "
+        raise MlcError(f"{path}: missing tensor(s) {shown} for {config}; is this a "
                        "checkpoint of the same Llama config?")
     for name, target in targets.items():
-        if tuple(loaded[name].shape) != tuple(target.shape):
-            raise MlcError(f"{path}: tensor {name} has shape {tuple(loaded[name].shape)}, "
-                           f"{model.config.name} needs {tuple(target.shape)}")
-    with torch.no_grad():
-        for name, target in targets.items():
-            target.copy_(loaded[name].to(torch.float32))
-    return model
+        info = archive.get_slice(name)
+        shape, dtype = tuple(info.get_shape()), info.get_dtype()
+        if shape != tuple(target.shape):
+            raise MlcError(f"{path}: tensor {name} has shape {shape}, {config} needs "
+                           f"{tuple(target.shape)}")
+        if dtype not in FLOAT_DTYPES:
+            raise MlcError(f"{path}: tensor {name} has dtype {dtype}; weights must be one of "
+                           f"{', '.join(FLOAT_DTYPES)}")

@@ -23,7 +23,8 @@ def test_import_then_run_matches_onnxruntime(tmp_path):
     result = mlc("import", EXAMPLE, "--out", out)
     assert result.returncode == 0, result.stderr
     assert {p.name for p in out.iterdir()} == {"graph.json", "weights.safetensors",
-                                               "report.json", "report.md"}
+                                               "report.json", "report.md",
+                                               ".mlc-artifact.json"}
     report = json.loads((out / "report.json").read_text())
     assert report["format_version"] == 1 and report["stats"]["params"] == 17_485
     x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)

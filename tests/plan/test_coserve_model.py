@@ -102,9 +102,9 @@ def test_trace_files_round_trip_and_accept_prompt_text(tmp_path):
     ('{"id": "a", "arrival": 0}', r"bad.jsonl:2: missing field\(s\) max_new_tokens, "
                                   r"prompt_tokens \(or prompt\)"),
     ('{"id": "a", "prompt_tokens": 0, "max_new_tokens": 4, "arrival": 0}',
-     r"bad.jsonl:2: prompt_tokens must be an integer >= 1, got 0"),
+     r"bad.jsonl:2: prompt_tokens: 0 must be at least 1"),
     ('{"id": "a", "prompt_tokens": 5, "max_new_tokens": 4, "arrival": -1}',
-     r"bad.jsonl:2: arrival must be seconds >= 0"),
+     r"bad.jsonl:2: arrival \(seconds\): -1 must be at least 0"),
     ("[1, 2]", r"bad.jsonl:2: expected a JSON object"),
 ])
 def test_malformed_trace_lines_are_named(tmp_path, line, message):

@@ -53,12 +53,12 @@ def test_nothing_to_quantize_is_a_clear_error():
 def test_npz_data_is_checked_against_the_model_inputs(tmp_path):
     graph = small_model()
     good = {"x": np.zeros((10, 8), np.float32), "ids": np.zeros(10, np.int64),
-            "labels": np.arange(10)}
+            "labels": np.arange(10) % 3}  # the model has 3 classes
     np.savez(tmp_path / "good.npz", **good)
     data = load_data(str(tmp_path / "good.npz"), graph)
     assert data.labels and data.counts == [4, 4, 2] and data.samples == 10
     assert all(batch["x"].shape == (4, 8) for batch in data.batches)
-    np.testing.assert_array_equal(data.batches[2]["labels"][:2], [8, 9])
+    np.testing.assert_array_equal(data.batches[2]["labels"][:2], [2, 0])
     np.savez(tmp_path / "bad.npz", **{**good, "x": np.zeros((10, 7), np.float32)})
     with pytest.raises(MlcError, match="input 'x' has per-sample shape \\(7,\\)"):
         load_data(str(tmp_path / "bad.npz"), graph)

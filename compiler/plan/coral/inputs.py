@@ -17,7 +17,7 @@ from .perf import Workload
 DEMAND_FIELDS = {"requests_per_s": (float, 0, 1e7), "prompt_tokens": (int, 0, 1 << 20),
                  "output_tokens": (int, 0, 1 << 20), "tpot_ms": (float, 0, 3.6e6),
                  "ttft_ms": (float, 0, 3.6e6), "weight": (float, 0, 1e9)}
-POSITIVE = ("prompt_tokens", "output_tokens", "tpot_ms", "ttft_ms")  # > 0, others >= 0
+POSITIVE = ("prompt_tokens", "output_tokens", "tpot_ms", "ttft_ms", "weight")  # > 0; rate >= 0
 REQUIRED = ("requests_per_s", "prompt_tokens", "output_tokens")
 MAX_YAML_BYTES = 16 * 2**20  # a demand or GPU file is a few lines; YAML parsing is slow
 
@@ -28,8 +28,10 @@ def load_document(path: str | Path, what: str) -> dict:
     must also be plain JSON data (string keys, no dates or binary), and NaN / Infinity (YAML's
     `.nan` / `.inf`) are refused wherever they appear."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MlcError(f"{what} file {path} does not exist")
+    if not path.is_file():  # a folder, a FIFO, /dev/zero: never read those
+        raise MlcError(f"{path}: is not a regular file; expected a {what} file")
     if path.suffix.lower() in (".yaml", ".yml"):
         doc = _load_yaml(path, what)
     else:

@@ -24,6 +24,7 @@ from .traces import OUTPUT_CLIP, PROMPT_CLIP, Request
 
 MAX_BUDGET, MIN_BUDGET = 512, 16
 TP_CHOICES = (1, 2, 4, 8)
+MAX_REPLICA_SECONDS = 20_000  # simulated seconds x replicas: ~10 ms of CPU per replica-second
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,10 @@ def plan_coserve(model_name: str, gpu_name: str, gpus: int, slo_tpot: float,
     workload = Workload.of(window, duration)
     replica, memory = choose_replica(model_name, gpu_name, gpus, tp, finetune,
                                      workload.max_sequence)
+    if gpus // replica.tp * duration > MAX_REPLICA_SECONDS:
+        raise MlcError(f"simulating {gpus // replica.tp} replicas for {duration:g} s would take "
+                       f"too long (the limit is {MAX_REPLICA_SECONDS:,} replica-seconds, about "
+                       "3 minutes); shorten --duration or use fewer --gpus")
     setup, notes = build_setup(replica, memory, workload, gpus, slo_tpot, finetune)
     forward, backward = _finetune_limits(setup)
     plan = {"model": replica.model.name, "gpu": replica.gpu.name, "gpus": gpus,

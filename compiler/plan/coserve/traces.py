@@ -118,6 +118,8 @@ def jsonl_records(path: str | Path, what: str = "JSON-lines file"):
     naming the file and line for unreadable, oversized or non-UTF-8 files, bad JSON (NaN and
     Infinity included), too deeply nested lines and non-object lines."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a FIFO, /dev/zero: never read those
+        raise MlcError(f"{path}: is not a regular file; expected a {what}")
     try:
         if path.stat().st_size > MAX_TRACE_BYTES:
             raise MlcError(f"{path}: {path.stat().st_size:,} bytes, larger than any {what} "

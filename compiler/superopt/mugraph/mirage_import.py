@@ -27,6 +27,7 @@ from .model import (
     kernel_shapes,
 )
 from .ops import MuGraphError
+from .serialize import mugraph_from_json, mugraph_to_json
 
 # ---- op tables: Mirage op type -> (our op, attributes) --------------------------------------
 
@@ -87,12 +88,22 @@ UNSUPPORTED_OPS: dict[str, str] = {
 DATA_TYPES = {920: "bfloat16", 921: "float16", 930: "float32"}
 
 
+def _int(value, what: str) -> int:
+    """An integer from the file: a JSON integer, never a bool or a float (no truncation)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MuGraphError(f"{what}: expected an integer, got {value!r}")
+    return value
+
+
 def _dims(tensor: dict) -> tuple[int, ...]:
-    return tuple(int(d) for d in tensor["dim"][: tensor["num_dims"]])
+    count = _int(tensor["num_dims"], "num_dims")
+    if not 0 <= count <= len(tensor["dim"]):
+        raise MuGraphError(f"num_dims {count} does not fit the {len(tensor['dim'])} dims")
+    return tuple(_int(d, "dim") for d in tensor["dim"][:count])
 
 
 def _triple(mapping: dict) -> tuple[int, int, int]:
-    return (int(mapping["x"]), int(mapping["y"]), int(mapping["z"]))
+    return tuple(_int(mapping[axis], f"map {axis}") for axis in "xyz")
 
 
 def _row_major(dims: tuple[int, ...]) -> list[int]:
@@ -124,7 +135,8 @@ def _block_input(op: dict, sources: list[int], taken: set[int], tile: str) -> Bl
     # the same tensor fed twice: take the first position not yet read
     source = next((n for n in matches if n not in taken), matches[0])
     taken.add(source)
-    return BlockInput(tile, source, _triple(op["input_map"]), int(op["forloop_dim"]))
+    return BlockInput(tile, source, _triple(op["input_map"]),
+                      _int(op["forloop_dim"], "forloop_dim"))
 
 
 def _block_graph(bgraph: dict, sources: list[int], outputs: list[int],
@@ -165,9 +177,10 @@ def _block_graph(bgraph: dict, sources: list[int], outputs: list[int],
         raise MuGraphError(f"customized op outputs {outputs} and its tb_output_ops "
                            f"{list(saved)} do not match")
     grid = _triple(bgraph["grid_dim"])
-    return BlockGraph(grid, int(bgraph["forloop_range"]), tuple(inputs), tuple(ops),
-                      tuple(saved[g] for g in outputs), int(bgraph.get("reduction_dimx", 64)),
-                      int(bgraph["block_dim"]["x"]))
+    return BlockGraph(grid, _int(bgraph["forloop_range"], "forloop_range"), tuple(inputs),
+                      tuple(ops), tuple(saved[g] for g in outputs),
+                      _int(bgraph.get("reduction_dimx", 64), "reduction_dimx"),
+                      _int(bgraph["block_dim"]["x"], "block_dim x"))
 
 
 # ---- kernel level ------------------------------------------------------------------------------
@@ -242,6 +255,8 @@ def mugraph_from_mirage(candidate: list, name: str = "mirage",
         raise MuGraphError(f"Mirage data type {code} is not modelled (known: {DATA_TYPES})")
     graph = MuGraph(name, inputs, tuple(ops), tuple(names[g] for g in out_guids),
                     DATA_TYPES[code])
+    # our own loader's bounds (grid, loop, ranks, names) hold for imported graphs too
+    graph = mugraph_from_json(mugraph_to_json(graph))
     _check_shapes(graph, recorded, tile_records)
     return graph
 
@@ -281,12 +296,23 @@ def _read(path) -> list:
 
 
 def _convert(path: Path, index: int, candidate, input_names) -> MuGraph:
+    return convert_candidate(candidate, index, path.stem, input_names, path.name)
+
+
+def convert_candidate(candidate, index: int, stem: str, input_names=None,
+                      where: str | None = None) -> MuGraph:
+    """Candidate `index` of a parsed checkpoint; any malformation (a missing key, a wrong
+    type, a guid that is not there) is a MuGraphError naming the candidate (and `where`,
+    the file, when given)."""
+    where = f"{where}: " if where else ""
     try:
-        return mugraph_from_mirage(candidate, f"{path.stem}[{index}]", input_names)
+        if not isinstance(candidate, list) or not all(isinstance(op, dict) for op in candidate):
+            raise MuGraphError("expected a list of operator objects")
+        return mugraph_from_mirage(candidate, f"{stem}[{index}]", input_names)
     except MuGraphError as err:
-        raise MuGraphError(f"{path.name}: candidate {index}: {err}") from None
-    except (KeyError, TypeError, IndexError) as err:
-        raise MuGraphError(f"{path.name}: candidate {index}: malformed operator "
+        raise MuGraphError(f"{where}candidate {index}: {err}") from None
+    except (KeyError, TypeError, IndexError, AttributeError) as err:
+        raise MuGraphError(f"{where}candidate {index}: malformed operator "
                            f"({type(err).__name__}: {err})") from None
 
 

@@ -15,8 +15,16 @@ import json
 import math
 from pathlib import Path
 
-from .model import DTYPE_BYTES, NO_DIM, BlockGraph, BlockInput, BlockOp, BlockOutput, KernelOp
-from .model import MuGraph
+from .model import (
+    DTYPE_BYTES,
+    NO_DIM,
+    BlockGraph,
+    BlockInput,
+    BlockOp,
+    BlockOutput,
+    KernelOp,
+    MuGraph,
+)
 from .ops import BLOCK_OPS, LIBRARY_OPS, MuGraphError
 
 FORMAT_VERSION = 1
@@ -40,10 +48,10 @@ def _object(value, where: str, fields: set[str]) -> dict:
     """A JSON object whose keys are all among `fields`."""
     if not isinstance(value, dict):
         raise MuGraphError(f"{where}: expected an object, got {_show(value)}")
-    unknown = sorted(set(value) - fields)
+    unknown = sorted(map(str, set(value) - fields))
     if unknown:
-        raise MuGraphError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; known: "
-                           f"{', '.join(sorted(fields))}")
+        known = f"known: {', '.join(sorted(fields))}" if fields else "it takes none"
+        raise MuGraphError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; {known}")
     return value
 
 
@@ -115,7 +123,10 @@ def _attrs(value, where: str, row) -> dict:
 
 def _show(value) -> str:
     """A short JSON rendering of a bad value for an error message."""
-    text = json.dumps(value)  # values come from parsed JSON, so this cannot fail
+    if isinstance(value, (list, dict)):
+        return f"a list of {len(value)}" if isinstance(value, list) else "an object"
+    text = json.dumps(value) if isinstance(value, (bool, int, float, str)) or value is None \
+        else type(value).__name__
     return text if len(text) <= 60 else text[:57] + "..."
 
 

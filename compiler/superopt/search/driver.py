@@ -1,5 +1,6 @@
 """The superoptimizer's search: enumerate (in parallel, within a time budget), size, verify and
-rank µGraphs for one reference IR graph; results cached on disk.
+rank µGraphs for one reference IR graph; results cached on disk (cache.py re-verifies an entry
+before it is used, and a failed one is searched again with a note).
 
     >>> result = search(get_workload("rmsnorm_matmul:small"), budget_s=10)
     >>> result.best_est_time_us < result.baseline_est_time_us
@@ -10,7 +11,8 @@ round-robin into tasks, for 1, 2, ... max_kernel_ops kernel ops (iterative deepe
 single-kernel programs come first); a pool of worker processes runs the tasks, each returning
 its cheapest programs (sized by tune.py, plus their split-reduction variants from split.py)
 and its counts. The parent verifies candidates in
-order of estimated time until `keep` are verified or the budget is spent.
+order of estimated time until `keep` are verified or the budget is spent. Workers ignore
+Ctrl-C: the parent alone is interrupted and ends the pool, so no worker prints a traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import contextlib
 import ctypes
 import dataclasses
 import gc
-import hashlib
 import heapq
 import json
 import multiprocessing
@@ -27,83 +28,29 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from mlc.compiler.ir import Graph
-from mlc.compiler.ir.serialize import graph_to_json
+from mlc.compiler.safe_io import check_number
 
 from ..cost import estimate, load_gpu
-from ..mugraph.model import MuGraph
 from ..mugraph.serialize import mugraph_from_json, mugraph_to_json
 from ..prune.space import TargetSpace
 from ..prune.terms import ir_output_terms
 from ..verify import lower_to_mugraph, verify_many
+from .cache import cache_key, load_cached, store
 from .enumerate import Counts, Enumerator, OutOfTime
 from .generators import DEFAULT_CONFIG
+from .result import Candidate, SearchResult
 from .split import split_variants
 from .tune import tune
 
-CACHE_VERSION = 1
+__all__ = ["Candidate", "SearchResult", "cache_key", "run_tasks", "search", "split_tasks"]
 ENUMERATION_SHARE = 0.7  # of the budget; the rest sizes and verifies what was found
 KEEP_PER_TASK = 6  # cheapest programs a task sends back
 TASKS_PER_WORKER = 4  # more tasks than workers balances uneven subtrees
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-@dataclass(frozen=True)
-class Candidate:
-    graph: MuGraph
-    est_time_us: float
-    verified: bool
-    verification: str = "probabilistic"  # the check it passed: probabilistic | formal | none
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """What the search found for one reference graph.
-
-    best is the cheapest verified µGraph, or the unfused baseline when nothing verified (or
-    when the baseline is cheaper still).
-    enumerated counts search states (prefixes) visited, pruned the new tensors and tiles the
-    abstract expressions rejected, complete the programs whose outputs matched the targets,
-    verified those that passed the verifier; candidates are the cheapest verified ones.
-    """
-
-    best: MuGraph
-    best_est_time_us: float
-    baseline_est_time_us: float
-    enumerated: int
-    pruned: int
-    complete: int
-    verified: int
-    candidates: tuple[Candidate, ...]
-    search_seconds: float
-    budget_exhausted: bool
-    cached: bool = field(default=False, compare=False)
-    mode: str = "concrete"  # concrete | symbolic
-    verification: str = "none"  # the check `best` passed (none: the unfused baseline)
-
-    def to_json(self) -> dict:
-        doc = {k: getattr(self, k) for k in ("best_est_time_us", "baseline_est_time_us",
-                                              "enumerated", "pruned", "complete", "verified",
-                                              "search_seconds", "budget_exhausted",
-                                              "mode", "verification")}
-        doc["best"] = mugraph_to_json(self.best)
-        doc["candidates"] = [{"graph": mugraph_to_json(c.graph), "est_time_us": c.est_time_us,
-                              "verified": c.verified, "verification": c.verification}
-                             for c in self.candidates]
-        return doc
-
-    @staticmethod
-    def from_json(doc: dict) -> SearchResult:
-        candidates = tuple(Candidate(mugraph_from_json(c["graph"]), c["est_time_us"],
-                                     c["verified"], c.get("verification", "probabilistic"))
-                           for c in doc["candidates"])
-        fields = {k: v for k, v in doc.items() if k not in ("best", "candidates")}
-        return SearchResult(best=mugraph_from_json(doc["best"]), candidates=candidates,
-                            cached=True, **fields)
 
 
 # ---- worker side -----------------------------------------------------------------------------
@@ -213,37 +160,6 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-# ---- cache -----------------------------------------------------------------------------------
-
-def cache_key(reference: Graph, options: dict) -> str:
-    """sha256 of the reference's structure and shapes (not its name) and the options."""
-    doc = graph_to_json(reference)
-    doc.pop("name", None)
-    text = json.dumps({"version": CACHE_VERSION, "graph": doc, "options": options},
-                      sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _load_cached(path: Path, reference: Graph, budget_s: float) -> SearchResult | None:
-    try:
-        doc = json.loads(path.read_text())
-        if doc["budget_exhausted"] and doc["budget_s"] < budget_s:
-            return None  # a bigger budget may find more
-        result = SearchResult.from_json(doc["result"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return dataclasses.replace(result, best=dataclasses.replace(result.best,
-                                                                name=reference.name))
-
-
-def _store(path: Path, result: SearchResult, budget_s: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"budget_s": budget_s, "budget_exhausted":
-                               result.budget_exhausted, "result": result.to_json()}))
-    tmp.replace(path)
-
-
 # ---- the search --------------------------------------------------------------------------------
 
 def search(reference: Graph, *, gpu="h100", budget_s: float = 60.0, max_kernel_ops: int = 1,
@@ -257,15 +173,18 @@ def search(reference: Graph, *, gpu="h100", budget_s: float = 60.0, max_kernel_o
     terms, then verified); cache_dir: reuse and store results keyed by cache_key.
     """
     start = time.monotonic()
+    check_number(budget_s, "search budget_s", low=0, low_open=True)  # NaN would never run out
     spec = load_gpu(gpu) if isinstance(gpu, str) else gpu
     workers = workers or os.cpu_count() or 1
     options = {"gpu": spec.name, "max_kernel_ops": max_kernel_ops,
                "max_block_ops": max_block_ops, "seed": seed, "prune": prune, "keep": keep}
     path = Path(cache_dir) / f"{cache_key(reference, options)}.json" if cache_dir else None
+    notes: list[str] = []
     if path is not None and path.is_file():
-        cached = _load_cached(path, reference, budget_s)
+        cached, why = load_cached(path, reference, spec, budget_s, seed)
         if cached is not None:
             return cached
+        notes += [why] if why else []
     deadline = start + budget_s
     notify = progress or (lambda message="", **_: None)
     baseline = lower_to_mugraph(reference)
@@ -298,8 +217,8 @@ def search(reference: Graph, *, gpu="h100", budget_s: float = 60.0, max_kernel_o
                           time.monotonic() - start, exhausted,
                           verification=best.verification)
     if path is not None:
-        _store(path, result, budget_s)
-    return result
+        notes += filter(None, [store(path, result, budget_s)])
+    return dataclasses.replace(result, notes=tuple(notes))
 
 
 def _verify(ranked, reference, seed, keep, deadline, exhausted, notify):

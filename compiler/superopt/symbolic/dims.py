@@ -51,17 +51,21 @@ def grid_variable(label: int) -> str:
     return f"g{symbol(label)}"
 
 
-def _symbol_index(name: str) -> int:
-    return int(name[1:])
+def symbol_index(name: str) -> int:
+    """k of the symbol name D<k>; SymbolicError for anything else (names come from files)."""
+    digits = name[1:] if isinstance(name, str) and name.startswith("D") else ""
+    if not digits.isdigit() or not digits.isascii() or int(digits) >= MAX_SYMBOLS:
+        raise SymbolicError(f"{name!r} is not a data dim symbol (D0 to D{MAX_SYMBOLS - 1})")
+    return int(digits)
 
 
 def variable_prime(name: str) -> int:
     """The generic value of a variable (f, or gDk)."""
     if name == LOOP_VAR:
         return LOOP_PRIME
-    if not name.startswith("gD"):
+    if not isinstance(name, str) or not name.startswith("gD"):
         raise SymbolicError(f"{name!r} is not a variable (f or gD<k>)")
-    return _PRIMES[2 * _symbol_index(name[1:]) + 1]
+    return _PRIMES[2 * symbol_index(name[1:]) + 1]
 
 
 _PRIME_VARIABLE = {LOOP_PRIME: LOOP_VAR,
@@ -76,7 +80,7 @@ def prime_variable(value: int) -> str:
 
 
 def _symbol_primes(name: str) -> int:
-    k = _symbol_index(name)
+    k = symbol_index(name)
     return _PRIMES[2 * k] * _PRIMES[2 * k + 1] * LOOP_PRIME
 
 
@@ -109,7 +113,7 @@ class Dim:
 
 
 def _variable_order(name: str):
-    return (1, 0) if name == LOOP_VAR else (0, _symbol_index(name[1:]))
+    return (1, 0) if name == LOOP_VAR else (0, symbol_index(name[1:]))
 
 
 def encode(dim: Dim) -> int:

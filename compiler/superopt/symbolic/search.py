@@ -31,11 +31,8 @@ import itertools
 import json
 import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-from mlc.compiler.artifact import atomic_file
 from mlc.compiler.ir import Graph, TensorType
 
 from ..cost import load_gpu
@@ -48,6 +45,7 @@ from ..search.enumerate import Counts, Enumerator, OutOfTime
 from ..search.generators import DEFAULT_CONFIG, Schedule, _dim_of, dim_labels, label_sizes
 from ..search.tune import renamed
 from ..verify import lower_to_mugraph, verify_many
+from .checkpoint import Checkpoint, checkpoint_path, load_checkpoint, store_checkpoint
 from .dims import (
     LOOP_VAR,
     SymbolicError,
@@ -58,7 +56,10 @@ from .dims import (
 )
 from .sgraph import SGraph, instantiate, sgraph_from_json, sgraph_from_program, sgraph_to_json
 
-CHECKPOINT_VERSION = 1
+__all__ = ["Checkpoint", "checkpoint_path", "data_sizes", "input_symbols", "load_checkpoint",
+           "rebind", "store_checkpoint", "structure_key", "symbolic_schedules",
+           "symbolic_search", "verify_small"]
+STRUCTURE_VERSION = 1  # of the structure key (the checkpoint format has its own)
 ENUMERATION_SHARE = 0.8  # of the budget; the rest verifies the sGraphs
 SMALL_VARIABLE = 2  # every variable at the small verification binding
 SMALL_BASE = 8  # data symbol k is SMALL_BASE + 4k there: distinct, divisible by 2 * 2
@@ -78,7 +79,7 @@ def structure_key(reference: Graph, symbols: dict | None = None) -> str:
     """sha256 of the reference with sizes replaced by data symbols (names of the graph and of
     its nodes left out): equal for every shape of one workload."""
     symbols = symbols or input_symbols(reference)
-    doc = {"version": CHECKPOINT_VERSION,
+    doc = {"version": STRUCTURE_VERSION,
            "inputs": [[n, list(symbols[n]), t.dtype] for n, t in reference.inputs.items()],
            "weights": [[n, list(w.shape)] for n, w in reference.weights.items()],
            "nodes": [[n.op, list(n.inputs), list(n.outputs), repr(sorted(n.attrs.items()))]
@@ -171,72 +172,6 @@ def _run_symbolic_task(task) -> tuple[Counts, list, bool]:
     except OutOfTime:
         timed_out = True
     return enumerator.counts, found, timed_out
-
-
-# ---- the checkpoint ------------------------------------------------------------------------
-
-@dataclass
-class Checkpoint:
-    """The verified sGraphs of one workload structure, with what the search counted.
-
-    proofs maps an sGraph's index ("3", or "3/split" for its split-reduction variant) to its
-    formal proof ({"proven", "seconds", "reason"}), filled in as sGraphs win instantiations.
-    """
-
-    key: str
-    sgraphs: list[SGraph]
-    enumerated: int
-    pruned: int
-    complete: int
-    rejected: int  # complete sGraphs the small-binding verification rejected
-    search_seconds: float
-    budget_s: float
-    budget_exhausted: bool
-    options: dict
-    proofs: dict[str, dict] = field(default_factory=dict)
-    loaded: bool = False
-
-    def to_json(self) -> dict:
-        return {"format_version": CHECKPOINT_VERSION, "kind": "sgraph_checkpoint",
-                "key": self.key, "options": self.options, "enumerated": self.enumerated,
-                "pruned": self.pruned, "complete": self.complete, "rejected": self.rejected,
-                "search_seconds": self.search_seconds, "budget_s": self.budget_s,
-                "budget_exhausted": self.budget_exhausted,
-                "proofs": dict(self.proofs),
-                "sgraphs": [sgraph_to_json(s) for s in self.sgraphs]}
-
-    @staticmethod
-    def from_json(doc: dict) -> Checkpoint:
-        if doc.get("format_version") != CHECKPOINT_VERSION:
-            raise ValueError(f"checkpoint format_version {doc.get('format_version')!r}")
-        return Checkpoint(doc["key"], [sgraph_from_json(s) for s in doc["sgraphs"]],
-                          doc["enumerated"], doc["pruned"], doc["complete"], doc["rejected"],
-                          doc["search_seconds"], doc["budget_s"], doc["budget_exhausted"],
-                          doc["options"], dict(doc["proofs"]),
-                          loaded=True)
-
-
-def checkpoint_path(cache_dir, key: str, options: dict) -> Path:
-    digest = hashlib.sha256(json.dumps({"key": key, "options": options},
-                                       sort_keys=True).encode()).hexdigest()
-    return Path(cache_dir) / "symbolic" / f"{digest}.json"
-
-
-def load_checkpoint(path: Path, budget_s: float) -> Checkpoint | None:
-    """The stored checkpoint, or None when absent, unreadable or cut short by a smaller
-    budget than this one."""
-    try:
-        checkpoint = Checkpoint.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError, MuGraphError, SymbolicError):
-        return None
-    if checkpoint.budget_exhausted and checkpoint.budget_s < budget_s:
-        return None
-    return checkpoint
-
-
-def store_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(checkpoint.to_json()))
 
 
 # ---- the search ------------------------------------------------------------------------------

@@ -42,7 +42,17 @@ from ..mugraph.ops import BLOCK_OPS
 from ..mugraph.serialize import mugraph_from_json, mugraph_to_json
 from ..mugraph.thread import register_tiles
 from ..search.generators import DEFAULT_CONFIG, GeneratorConfig
-from .dims import LOOP_VAR, Dim, decode, encode, prime_variable, variable_prime
+from .dims import (
+    LOOP_VAR,
+    Dim,
+    SymbolicError,
+    decode,
+    encode,
+    prime_variable,
+    symbol,
+    symbol_index,
+    variable_prime,
+)
 
 
 @dataclass(frozen=True)
@@ -225,13 +235,34 @@ def _symbolic_value(value: int):
 
 
 def parse_dim(text) -> Dim:
-    """Inverse of str(Dim): 'D1', 'D0*D2', 'D1/g0', 'D1/(g0*f)', or 1."""
-    if text == 1 or text == "1":
+    """Inverse of str(Dim): 'D1', 'D0*D2', 'D1/gD1', 'D1/(gD1*f)', or 1; SymbolicError for
+    anything else."""
+    if _is_one(text) or text == "1":
         return Dim()
-    top, _, bottom = str(text).partition("/")
+    if not isinstance(text, str) or len(text) > 200:
+        raise SymbolicError(f"{text!r} is not a symbolic size (like D1 or D1/(gD1*f))")
+    top, _, bottom = text.partition("/")
     symbols = tuple(s for s in top.split("*") if s != "1")
     over = tuple(v for v in bottom.strip("()").split("*") if v)
+    for name in symbols:
+        symbol_index(name)  # checks the name
+    for name in over:
+        variable_prime(name)
     return Dim(symbols, over)
+
+
+def _is_one(value) -> bool:
+    """The JSON integer 1 (not true, not 1.0)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value == 1
+
+
+def _variable(value, allowed=None) -> int:
+    """A symbolic grid or loop size from JSON: 1 or a variable's name, as its generic value."""
+    if _is_one(value):
+        return 1
+    if allowed is not None and value != allowed:
+        raise SymbolicError(f"{value!r} is not 1 or {allowed!r}")
+    return variable_prime(value)
 
 
 def sgraph_to_json(sgraph: SGraph) -> dict:
@@ -262,37 +293,58 @@ class _Schedule:
     loop_label: object
 
 
-def _as_tuples(value):
-    """JSON lists back to the tuples dim labels are made of."""
-    return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
+def _expect(value, kind: type, where: str):
+    if not isinstance(value, kind):
+        raise SymbolicError(f"{where}: expected {'an object' if kind is dict else 'a list'}")
+    return value
+
+
+def _generic_input(doc, where: str) -> dict:
+    """An sGraph input with its symbolic shape at the generic point."""
+    _expect(doc, dict, where)
+    shape = _expect(doc.get("shape"), list, f"{where}.shape")
+    return {**doc, "shape": [encode(parse_dim(v)) for v in shape]}
+
+
+def _schedule(doc, where: str) -> _Schedule:
+    """A kernel's schedule: the data dim labels (ints) its grid axes and its loop split."""
+    _expect(doc, dict, f"{where}.schedule")
+    labels = _expect(doc.get("grid_labels"), list, f"{where}.schedule.grid_labels")
+    loop = doc.get("loop_label")
+    for label in [*labels, *([] if loop is None else [loop])]:
+        if isinstance(label, bool) or not isinstance(label, int):
+            raise SymbolicError(f"{where}.schedule: label {label!r} is not a data dim index")
+        symbol(label)  # in range
+    return _Schedule(tuple(labels), loop)
 
 
 def sgraph_from_json(doc: dict) -> SGraph:
     """Inverse of sgraph_to_json (constraints are recomputed from the program)."""
+    _expect(doc, dict, "sGraph")
+    _expect(doc.get("inputs"), list, "sGraph inputs")
+    _expect(doc.get("kernels"), list, "sGraph kernels")
     generic_doc = {k: v for k, v in doc.items() if k != "kind"}
     generic_doc["kind"] = "mugraph"
-    generic_doc["inputs"] = [{"name": i["name"], "shape": [encode(parse_dim(v))
-                                                           for v in i["shape"]]}
-                             for i in doc["inputs"]]
+    generic_doc["inputs"] = [_generic_input(i, f"inputs[{n}]")
+                             for n, i in enumerate(doc["inputs"])]
     kernels_doc, schedules = [], []
-    for kernel in doc["kernels"]:
-        kernel = dict(kernel)
+    for n, kernel in enumerate(doc["kernels"]):
+        kernel = dict(_expect(kernel, dict, f"kernels[{n}]"))
         schedule = kernel.pop("schedule", None)
         kernel.pop("constraints", None)
-        if kernel["op"] == "block":
-            block = dict(kernel["block"])
-            block["grid"] = [1 if g == 1 else variable_prime(g) for g in block["grid"]]
-            block["forloop_range"] = (1 if block["forloop_range"] == 1
-                                      else variable_prime(LOOP_VAR))
+        if kernel.get("op") == "block":
+            block = dict(_expect(kernel.get("block"), dict, f"kernels[{n}].block"))
+            block["grid"] = [_variable(g) for g in
+                             _expect(block.get("grid"), list, f"kernels[{n}].block.grid")]
+            block["forloop_range"] = _variable(block.get("forloop_range"), LOOP_VAR)
             if isinstance(block.get("reduction_dimx"), str):
                 block["reduction_dimx"] = encode(parse_dim(block["reduction_dimx"]))
             kernel["block"] = block
         kernels_doc.append(kernel)
-        schedules.append(None if schedule is None else _Schedule(
-            _as_tuples(schedule["grid_labels"]), _as_tuples(schedule["loop_label"])))
+        schedules.append(None if schedule is None else _schedule(schedule, f"kernels[{n}]"))
     generic_doc["kernels"] = kernels_doc
     generic = mugraph_from_json(generic_doc)
-    symbols = {i["name"]: tuple(None if v == 1 else str(v) for v in i["shape"])
+    symbols = {i["name"]: tuple(None if _is_one(v) else v for v in i["shape"])
                for i in doc["inputs"]}
     return sgraph_from_program(generic.ops, schedules, generic.inputs, generic.outputs,
                                symbols, generic.name, generic.dtype)
