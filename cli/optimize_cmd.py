@@ -8,7 +8,11 @@ from pathlib import Path
 
 import click
 
-from mlc.compiler.artifact import REPORT_FORMAT_VERSION, atomic_directory
+from mlc.compiler.artifact import (
+    REPORT_FORMAT_VERSION,
+    atomic_directory,
+    check_output_directory,
+)
 from mlc.compiler.errors import MlcError
 from mlc.compiler.frontends import load_model
 from mlc.compiler.ir.serialize import save_graph
@@ -150,6 +154,7 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
     from mlc.compiler.superopt.cost import load_gpu
     from mlc.compiler.superopt.optimize import OptimizeOptions, optimize_graph
 
+    check_output_directory(out, force=force, inputs=[model])  # refuse before the search
     gpu = load_gpu(target)
     cache, warning = resolve_cache_dir(cache_dir, no_cache)
     graph = load_model(model, parse_shapes(shapes))

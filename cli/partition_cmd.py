@@ -63,7 +63,7 @@ def _summary(name: str, planned) -> dict:
               help="Memory per device, e.g. 16GB.")
 @click.option("--batch", required=True, type=click.IntRange(1, 2**31 - 1),
               help="Global (mini-)batch size in samples.")
-@click.option("--stages", "max_stages", type=click.IntRange(min=1),
+@click.option("--stages", "max_stages", type=click.IntRange(1, 2**20),
               help="At most this many stages.")
 @click.option("--micro-batch", type=click.IntRange(1, 2**31 - 1),
               help="Fix the micro-batch size (a power of two).")

@@ -21,6 +21,13 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows (use a finite value)")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses to inf
+        raise ValueError(f"{text[:20]} overflows a float (use a finite value)")
+    return value
+
+
 def parse_json(text: str | bytes, where: str, max_depth: int = MAX_JSON_DEPTH):
     """Parse JSON text; any problem is an MlcError that names `where` (file, file:line, ...).
 
@@ -34,7 +41,7 @@ def parse_json(text: str | bytes, where: str, max_depth: int = MAX_JSON_DEPTH):
             raise MlcError(f"{where}: not UTF-8 text (byte {err.start}); expected a JSON "
                            "file") from None
     try:
-        doc = json.loads(text, parse_constant=_refuse_constant)
+        doc = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise MlcError(f"{where}: JSON nested too deeply (the limit is {max_depth} "
                        "levels)") from None

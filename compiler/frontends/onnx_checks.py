@@ -95,6 +95,13 @@ def _named_texts(model, graph):
 
 # ---- nodes against their schema ---------------------------------------------------------------
 
+# Integer attributes that are booleans: runtimes read other values differently (onnxruntime
+# tests `== 1`, numpy truthiness), so anything but 0 and 1 is refused.
+FLAG_ATTRIBUTES = frozenset({
+    "keepdims", "noop_with_empty_axes", "transA", "transB", "select_last_index", "ceil_mode",
+    "count_include_pad", "allowzero", "detect_negative", "detect_positive", "fmod",
+    "training_mode", "saturate", "spatial"})
+
 def check_node_schema(node: onnx.NodeProto, opset: int, where: str):
     """Input and output counts, required operands and attributes (names and types) as the op's
     schema at `opset` defines them: what ONNX Runtime enforces at load time. Returns the
@@ -191,6 +198,9 @@ def _check_attributes(node, schema, label, where) -> None:
                 if attr.type in onnx.AttributeProto.AttributeType.values() else str(attr.type)
             raise MlcError(f"{where}: attribute {attr.name!r} has type {got}; {label} expects "
                            f"{spec.type.name}")
+        if attr.name in FLAG_ATTRIBUTES and attr.type == onnx.AttributeProto.INT and \
+                attr.i not in (0, 1):
+            raise MlcError(f"{where}: attribute {attr.name}={attr.i} must be 0 or 1")
     missing = [name for name, spec in schema.attributes.items()
                if spec.required and name not in seen]
     if missing:

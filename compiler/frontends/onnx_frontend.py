@@ -15,16 +15,25 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from ..errors import MlcError, UnsupportedOpsError
 from ..ir.graph import Graph, IRError, Node
 from ..ir.ops import OPS, compute, resolve_attrs
 from ..ir.shapes import ShapeError, check_allocation, check_constant_operands, check_size
 from ..ir.types import TensorType
-from .onnx_checks import (DEFAULT_DOMAINS, check_names, check_node_schema, check_node_types,
-                          check_text, declared_dims, default_opset, element_type, node_label,
-                          tensor_to_array, topological_order)
+from .onnx_checks import (
+    DEFAULT_DOMAINS,
+    check_names,
+    check_node_schema,
+    check_node_types,
+    check_text,
+    declared_dims,
+    default_opset,
+    element_type,
+    node_label,
+    tensor_to_array,
+    topological_order,
+)
 from .onnx_ops import CONVERTERS, ConvertError, NeedsConstant
 
 log = logging.getLogger("mlc")

@@ -35,10 +35,13 @@ class Outcome:
 
 # ---- mutations ------------------------------------------------------------------------------
 
-def mutate(model: onnx.ModelProto, rng: np.random.Generator, count: int = 0):
-    """(bytes of a broken copy of `model`, names of the mutations applied)."""
+def mutate(model: onnx.ModelProto, rng: np.random.Generator, names=None):
+    """(bytes of a broken copy of `model`, names of the mutations applied): the given MUTATIONS
+    in order, or one or two drawn at random."""
     broken = copy.deepcopy(model)
-    names = [str(rng.choice(MUTATIONS)) for _ in range(count or int(rng.integers(1, 3)))]
+    if names is None:
+        names = [str(rng.choice(MUTATIONS)) for _ in range(int(rng.integers(1, 3)))]
+    names = list(names)
     data = None
     for name in names:
         if name in ("truncate", "flip_bytes"):

@@ -509,8 +509,9 @@ def _check_payload(archive: _Archive, folder: str, prefix: str, meta, item_bytes
             and entry in archive.entries):
         raise _Refused(config_name, f"{where} in {str(path_name)[:40]!r}, which the archive "
                                     "does not hold as raw tensor bytes")
-    tensor = meta.get("tensor_meta") or {}
-    size = item_bytes.get(tensor.get("dtype"))
+    tensor = meta.get("tensor_meta") if isinstance(meta.get("tensor_meta"), dict) else {}
+    dtype = tensor.get("dtype")
+    size = item_bytes.get(dtype) if type(dtype) is int else None
     shape, strides = _ints(tensor.get("sizes")), _ints(tensor.get("strides"))
     offset = _ints([tensor.get("storage_offset")])
     if size is None or shape is None or strides is None or offset is None \

@@ -58,6 +58,8 @@ def reduce(types, attrs):
     shape = types[0].shape
     axes = attrs["axes"]
     axes = range(len(shape)) if axes is None else [norm_axis(a, len(shape)) for a in axes]
+    if len(set(axes)) != len(axes):
+        raise ShapeError(f"reduction axes {list(attrs['axes'])} repeat an axis")
     axes = set(axes)
     if attrs["keepdims"]:
         out = tuple(1 if i in axes else d for i, d in enumerate(shape))
@@ -145,8 +147,14 @@ def _check_window(attrs, nd: int, kernel) -> None:
                          f"{list(kernel)} must be >= 1, pads {list(pads)} >= 0")
 
 
+def _check_not_empty(shape, op: str) -> None:
+    if 0 in shape:
+        raise ShapeError(f"{op} over an empty tensor {shape}")
+
+
 def conv(types, attrs):
     x, w = types[0].shape, types[1].shape
+    _check_not_empty(x, "Conv")
     nd = len(x) - 2
     group = attrs["group"]
     if len(w) != len(x) or nd < 1:
@@ -166,6 +174,7 @@ def conv(types, attrs):
 
 def pool(types, attrs):
     x = types[0].shape
+    _check_not_empty(x, "pooling")
     nd = len(x) - 2
     k = attrs["kernel_shape"]
     if len(k) != nd or nd < 1:
@@ -180,6 +189,9 @@ def pool(types, attrs):
 
 def global_pool(types, attrs):
     x = types[0].shape
+    _check_not_empty(x, "global pooling")
+    if len(x) < 3:
+        raise ShapeError(f"global pooling needs (N, C, spatial...), got {x}")
     return [TensorType(x[:2] + (1,) * (len(x) - 2), types[0].dtype)]
 
 
@@ -356,9 +368,11 @@ def pad(types, attrs):
         raise ShapeError(f"Pad mode {mode!r} is not constant, reflect, edge or wrap")
     if mode != "constant" and 0 in shape:
         raise ShapeError(f"{mode} padding needs a non-empty input, got {shape}")
-    if mode == "reflect" and any(max(pads[i], pads[i + rank]) >= d
-                                 for i, d in enumerate(shape)):
-        raise ShapeError(f"reflect pads {list(pads)} must be smaller than the dims {shape}")
+    for i, d in enumerate(shape):
+        begin, end = pads[i], pads[i + rank]
+        kept = d + min(begin, 0) + min(end, 0)  # negative pads crop first
+        if kept < 0 or (mode != "constant" and kept == 0 and max(begin, end) > 0):
+            raise ShapeError(f"pads {list(pads)} crop axis {i} of {shape} past its size")
     return [TensorType(tuple(d + pads[i] + pads[i + rank] for i, d in enumerate(shape)),
                        types[0].dtype)]
 

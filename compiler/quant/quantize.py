@@ -105,7 +105,8 @@ def _compare(outputs, reference, data: QuantData | None) -> dict:
             logits = next(iter(out.values()))[:count]
             correct.append(logits.argmax(-1) == batch[LABELS][:count])
     a, b = np.concatenate(got), np.concatenate(want)
-    metrics = {"output_cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30)),
+    cosine = a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30)
+    metrics = {"output_cosine": float(np.clip(cosine, -1.0, 1.0)),  # rounding can pass 1
                "output_rel_err": float(np.linalg.norm(a - b) / (np.linalg.norm(b) + 1e-30))}
     if correct:
         metrics["accuracy"] = float(np.concatenate(correct).mean())

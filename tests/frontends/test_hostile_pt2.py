@@ -375,3 +375,16 @@ def test_guards_code_is_dropped_not_run(archive, tmp_path):
     result = run_cli("run", hostile, "--random")
     assert result.returncode == 0, result.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("tensor_meta", [5, [], {"dtype": [7]}, {"dtype": 7, "sizes": "2"}])
+def test_malformed_tensor_meta_is_a_clear_error(archive, tmp_path, tensor_meta):
+    _, entries, _ = archive
+
+    def edit(doc):
+        doc["config"]["linear.weight"]["tensor_meta"] = tensor_meta
+    hostile = tmp_path / "meta.pt2"
+    _write(hostile, _edit_json(entries, "model_weights_config.json", edit))
+    result = run_cli("inspect", hostile)
+    assert result.returncode == 1, result.stderr
+    assert "dtype, shape or strides mlc cannot read" in result.stderr

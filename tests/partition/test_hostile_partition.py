@@ -26,6 +26,7 @@ def partition(*args, out=None):
     (["--devices", "3", "--batch", "-8"], "'--batch': -8 is not"),
     (["--devices", "3", "--batch", "8", "--stages", "0"], "'--stages': 0 is not"),
     (["--devices", "3", "--batch", "99999999999999999999"], "'--batch'"),
+    (["--devices", "3", "--batch", "8", "--stages", "99999999999999999999"], "'--stages'"),
     (["--devices", "3.5", "--batch", "8"], "not a valid integer"),
     (["--devices", "nan", "--batch", "8"], "not a valid integer"),
 ])

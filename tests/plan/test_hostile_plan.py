@@ -22,6 +22,8 @@ from mlc.compiler.superopt.cost.hardware import load_gpu
 DEMAND = {"mistral-7b": {"requests_per_s": 2, "prompt_tokens": 256, "output_tokens": 128}}
 COSERVE = ("plan", "coserve", "--model", "llama-3.1-8b", "--duration", "5")
 DEEP = "[" * 100_000 + "]" * 100_000
+# 1e999 reads as inf: refused by the JSON reader itself or by the field check after it
+INF = r"inf is not a finite number|not valid JSON \(1e999 overflows a float"
 
 
 def strict_json(path):
@@ -51,7 +53,7 @@ DEMAND_FILES = [  # (file name, content, what the error names)
     ("nan.json", '{"mistral-7b": {"requests_per_s": NaN, "prompt_tokens": 256, '
                  '"output_tokens": 128}}', r"nan.json: not valid JSON \(NaN"),
     ("inf.json", '{"mistral-7b": {"requests_per_s": 1e999, "prompt_tokens": 256, '
-                 '"output_tokens": 128}}', r"mistral-7b.requests_per_s: inf is not a finite"),
+                 '"output_tokens": 128}}', rf"inf.json: (.*requests_per_s: {INF})"),
     ("neg.json", '{"mistral-7b": {"requests_per_s": -1, "prompt_tokens": 256, '
                  '"output_tokens": 128}}', r"requests_per_s: -1 must be at least 0"),
     ("frac.json", '{"mistral-7b": {"requests_per_s": 1, "prompt_tokens": 25.5, '
@@ -121,7 +123,7 @@ def test_bad_gpu_file(tmp_path, doc, message):
 
 @pytest.mark.parametrize("field, value, message", [
     ("dram_bandwidth", "NaN", r"not valid JSON \(NaN"),
-    ("dram_bandwidth", "1e999", r"dram_bandwidth: inf is not a finite number"),
+    ("dram_bandwidth", "1e999", rf"gpu.json: (.*dram_bandwidth: {INF})"),
     ("sm_count", "-4", r"sm_count: -4 must be greater than 0"),
     ("sm_count", "4.5", r"sm_count: expected a whole number"),
     ("memory_bytes", '"80GB"', r"memory_bytes: expected a number, got '80GB'"),
@@ -189,7 +191,7 @@ TRACE_LINES = [  # second line of a trace whose first line is valid
     ('{"id": "b", "prompt_tokens": 5, "max_new_tokens": 4, "arrival": Infinity}',
      r"t.jsonl:2: not valid JSON \(Infinity"),
     ('{"id": "b", "prompt_tokens": 5, "max_new_tokens": 4, "arrival": 1e999}',
-     r"t.jsonl:2: arrival \(seconds\): inf is not a finite number"),
+     rf"t.jsonl:2: (arrival \(seconds\): {INF})"),
     ('{"id": "b", "prompt_tokens": 5, "max_new_tokens": 4, "arrival": "soon"}',
      r"t.jsonl:2: arrival \(seconds\): expected a number, got 'soon'"),
     ('{"id": "b", "prompt_tokens": 5, "max_new_tokens": 1e30, "arrival": 0}',
@@ -328,7 +330,7 @@ def test_every_cached_column_is_rechecked(edit, note):
     ("NaN", r"plan.json: not valid JSON"),
     ('{"inputs": 3}', r"plan.json: not a plan from `mlc plan serve`"),
     ('{"inputs": {"demand": {"mistral-7b": {"requests_per_s": 1e999, "prompt_tokens": 5, '
-     '"output_tokens": 5}}}}', r"plan.json: mistral-7b.requests_per_s: inf is not a finite"),
+     '"output_tokens": 5}}}}', rf"plan.json: (mistral-7b.requests_per_s: {INF})"),
     ('{"inputs": {"demand": {"mistral-7b": {"requests_per_s": 1, "prompt_tokens": 5, '
      '"output_tokens": 5}}, "gpus": {"l4": {"available": "lots"}}}}',
      r"plan.json: l4.available: expected a number, got 'lots'"),

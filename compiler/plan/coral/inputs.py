@@ -14,8 +14,8 @@ from .perf import Workload
 
 # field: (type, least, most). The upper bounds are far beyond any real deployment; they keep
 # a typo (1e300 requests/s) from reaching the MILP as a number it cannot scale.
-DEMAND_FIELDS = {"requests_per_s": (float, 0, 1e7), "prompt_tokens": (int, 0, 1 << 20),
-                 "output_tokens": (int, 0, 1 << 20), "tpot_ms": (float, 0, 3.6e6),
+DEMAND_FIELDS = {"requests_per_s": (float, 0, 1e7), "prompt_tokens": (int, 0, 1_000_000),
+                 "output_tokens": (int, 0, 1_000_000), "tpot_ms": (float, 0, 3.6e6),
                  "ttft_ms": (float, 0, 3.6e6), "weight": (float, 0, 1e9)}
 POSITIVE = ("prompt_tokens", "output_tokens", "tpot_ms", "ttft_ms", "weight")  # > 0; rate >= 0
 REQUIRED = ("requests_per_s", "prompt_tokens", "output_tokens")

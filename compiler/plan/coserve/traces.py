@@ -30,7 +30,7 @@ BURSTY_CV = 2.0
 CHARS_PER_TOKEN = 4  # a "prompt" string's token count is estimated as len(prompt) / 4
 MAX_TRACE_BYTES = 1 << 30  # a JSON-lines file larger than this is not a trace mlc reads
 MAX_GENERATED_REQUESTS = 2_000_000  # rate * duration above this would not fit the simulator
-MAX_TOKENS = 1 << 20  # per request prompt or output: far beyond any model's context
+MAX_TOKENS = 1_000_000  # per request prompt or output: far beyond any model's context
 
 
 @dataclass(frozen=True)
