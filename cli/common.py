@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 
 import click
 
 from mlc.compiler.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, MlcError
+from mlc.compiler.safe_io import dump_json
 
 
 def handle_errors(app, args: list[str] | None = None) -> None:
@@ -94,7 +94,7 @@ json_option = click.option("--json", "as_json", is_flag=True,
 
 def emit(as_json: bool, doc: dict, text: str) -> None:
     """The one output sink: JSON document or human text on stdout."""
-    click.echo(json.dumps(doc, indent=1) if as_json else text)
+    click.echo(dump_json(doc, indent=1) if as_json else text)
 
 
 class FiniteFloat(click.FloatRange):

@@ -104,8 +104,8 @@ def serve_cmd(demand_file, gpus_file, out, replan_dir, seed, as_json, force: boo
     new plan is complete, so a failed re-plan leaves P as it was.
     """
     out = Path(out)
-    check_output_directory(out, force=force, inputs=_plan_inputs(demand_file, gpus_file,
-                                                                 replan_dir, out))
+    inputs = _plan_inputs(demand_file, gpus_file, replan_dir, out)
+    check_output_directory(out, force=force, inputs=inputs)  # refuse before the long run
     previous, cache = ({}, None) if replan_dir is None else _read_previous(replan_dir)
     if demand_file is not None:
         demand_doc = load_document(demand_file, "demand")
@@ -116,14 +116,15 @@ def serve_cmd(demand_file, gpus_file, out, replan_dir, seed, as_json, force: boo
     demand = parse_demand(demand_doc, demand_file or f"{replan_dir}/plan.json")
     if gpus_file is not None:
         overrides, where = load_document(gpus_file, "GPU"), str(gpus_file)
+    elif previous:
+        overrides, where = previous["inputs"].get("gpus", {}), f"{replan_dir}/plan.json"
     else:
-        overrides, where = previous.get("inputs", {}).get("gpus", {}), f"{replan_dir}/plan.json"
+        overrides, where = {}, "GPU overrides"
     catalog = load_catalog(overrides, where=where)
     click.echo("planning " + ", ".join(demand) + (" (re-plan)" if cache else ""), err=True)
     result = plan_serve(demand, catalog, cache=cache, seed=seed, overrides=overrides)
     result.report["source"] = str(demand_file or Path(replan_dir) / "plan.json")
-    with atomic_directory(out, force=force, inputs=_plan_inputs(demand_file, gpus_file,
-                                                                replan_dir, out)) as tmp:
+    with atomic_directory(out, force=force, inputs=inputs) as tmp:
         _write_documents(tmp, (("plan.json", result.plan), ("report.json", result.report),
                                ("stage1.json", result.stage1)))
         (tmp / "report.md").write_text(report_markdown(result.plan, result.report))

@@ -69,8 +69,10 @@ def check_output_directory(out: Path, *, force: bool = False, inputs=()) -> None
         if source is None:
             continue
         source_path = Path(str(source))
-        if source_path.exists() and (source_path.resolve() == resolved
-                                     or resolved in source_path.resolve().parents):
+        if source_path.exists() and source_path.resolve() == resolved:
+            raise MlcError(f"{out}: is the command's input; writing the output there would "
+                           "replace it. Choose another --out")
+        if source_path.exists() and resolved in source_path.resolve().parents:
             raise MlcError(f"{out}: holds the input {source}; writing the output there would "
                            "replace it. Choose another --out")
     if out.is_symlink() or (out.exists() and not out.is_dir()):

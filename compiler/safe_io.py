@@ -103,11 +103,16 @@ def check_number(value, where: str, *, low: float | None = None, high: float | N
     if integer and value != int(value):
         raise MlcError(f"{where}: expected a whole number, got {value!r}")
     if low is not None and (value <= low if low_open else value < low):
-        bound = f"greater than {low:g}" if low_open else f"at least {low:g}"
+        bound = f"greater than {_plain(low)}" if low_open else f"at least {_plain(low)}"
         raise MlcError(f"{where}: {value!r} must be {bound}")
     if high is not None and value > high:
-        raise MlcError(f"{where}: {value!r} must be at most {high:g}")
+        raise MlcError(f"{where}: {value!r} must be at most {_plain(high)}")
     return int(value) if integer else value
+
+
+def _plain(bound: float) -> str:
+    """1048576 -> '1,048,576'; 0.5 -> '0.5' (no exponent notation in messages)."""
+    return f"{int(bound):,}" if float(bound).is_integer() else repr(float(bound))
 
 
 def dump_json(doc, **kwargs) -> str:

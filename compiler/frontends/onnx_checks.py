@@ -365,16 +365,17 @@ def onnx_type_string(dtype: str) -> str:
     return f"tensor({onnx.TensorProto.DataType.Name(elem).lower()})"
 
 
-def check_node_types(node: onnx.NodeProto, schema, dtypes: dict[str, str], where: str) -> None:
-    """Each input's element type is one its schema allows, and inputs bound to one type
-    parameter agree (ONNX Runtime's type check at load; numpy would silently promote)."""
+def check_node_types(node: onnx.NodeProto, schema, types, where: str) -> None:
+    """Each input's element type (`types`: name -> TensorType) is one its schema allows, and
+    inputs bound to one type parameter agree (ONNX Runtime's type check at load; numpy would
+    silently promote)."""
     allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
     bound: dict[str, tuple[str, str]] = {}
     for index, name in enumerate(node.input):
-        if not name or name not in dtypes or not schema.inputs:
+        if not name or name not in types or not schema.inputs:
             continue
         formal = schema.inputs[min(index, len(schema.inputs) - 1)]
-        given = onnx_type_string(dtypes[name])
+        given = onnx_type_string(types[name].dtype)
         options = allowed.get(formal.type_str, {formal.type_str})
         if given not in options:
             raise MlcError(f"{where}: input {formal.name!r} ({name!r}) is {given}, which "

@@ -199,7 +199,7 @@ def import_onnx(model: onnx.ModelProto, source: str = "model.onnx",
         imp.node_name = node_label(node, i)
         where = f"{source}: node {imp.node_name!r} ({node.op_type})"
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        check_node_types(node, schemas[i], {n: t.dtype for n, t in imp.types.items()}, where)
+        check_node_types(node, schemas[i], imp.types, where)
         try:
             CONVERTERS[node.op_type](imp, list(node.input), list(node.output), attrs)
         except NeedsConstant as err:
@@ -282,8 +282,8 @@ def _graph_inputs(graph, imp: _Importer, source: str, overrides,
         if value.name in imp.consts:  # old exporters list initializers as inputs too
             continue
         where = f"{source}: input {value.name!r}"
-        dtype = onnx_dtype(value.type.tensor_type.elem_type, where)
         dims = declared_dims(value, where)
+        dtype = onnx_dtype(value.type.tensor_type.elem_type, where)
         shape = _input_shape(value.name, dims, overrides.get(value.name),
                              hints.get(value.name), where)
         try:

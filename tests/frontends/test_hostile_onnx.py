@@ -194,6 +194,34 @@ BAD_MODELS = [
     ("sum_opset7_no_broadcast", lambda: model([node("Sum", ["x", "w"])], opset=7, inits=[
         numpy_helper.from_array(np.ones(3, np.float32), "w")]),
      r"Sum broadcasts only from opset 8"),
+    ("range_2e40", lambda: model(
+        [node("Range", ["a", "b", "c"], ["r"]), node("Cast", ["r"], to=F)],
+        inits=[ints("a", 0), ints("b", 2**40), ints("c", 1)]), r"needs 8\.0 TiB"),
+    ("tile_2e60_elements", lambda: model([node("Tile", ["x", "r"])],
+                                         inits=[ints("r", [2**30, 2**30])]),
+     r"elements, more than the 1099511627776 mlc accepts in one tensor"),
+    ("reduce_repeated_axis", lambda: model([node("ReduceSum", ["x", "a"])],
+                                           inputs=[vi("x", (2, 3, 4))],
+                                           inits=[ints("a", [0, -3])]),
+     r"reduction axes \[0, -3\] repeat an axis"),
+    ("keepdims_7", lambda: model([node("ReduceSum", ["x", "a"], keepdims=7)],
+                                 inits=[ints("a", [0])]), r"keepdims=7 must be 0 or 1"),
+    ("pad_edge_crops_axis_empty", lambda: model([node("Pad", ["x", "p"], mode="edge")],
+                                                inits=[ints("p", [0, -3, 0, 1])]),
+     r"crop axis 1 of \(2, 3\) past its size"),
+    ("pad_edge_empty_input", lambda: model([node("Pad", ["x", "p"], mode="edge")],
+                                           inputs=[vi("x", (0, 3))],
+                                           inits=[ints("p", [0, 1, 0, 1])]),
+     r"edge padding needs a non-empty input"),
+    ("pool_empty_input", lambda: model([node("AveragePool", ["x"], kernel_shape=[1, 1])],
+                                       inputs=[vi("x", (4, 0, 4, 2))]),
+     r"pooling over an empty tensor"),
+    ("layer_norm_scale_size", lambda: model([node("LayerNormalization", ["x", "w"])], inits=[
+        numpy_helper.from_array(np.ones(7, np.float32), "w")]), r"do not broadcast"),
+    ("batch_norm_param_size", lambda: model(
+        [node("BatchNormalization", ["x", "w", "w", "w", "w"])], inputs=[vi("x", (1, 3, 2))],
+        inits=[numpy_helper.from_array(np.ones(7, np.float32), "w")]),
+     r"scale, bias, mean and var must be \(3,\)"),
     ("output_declared_int", lambda: model([node("Relu", ["x"])],
                                           outputs=[vi("y", None, TensorProto.INT64)]),
      r"output 'y' is declared INT64 but computes float32"),
@@ -230,6 +258,18 @@ def test_corrupt_bytes_are_clear_errors(tmp_path):
     _assert_refused(run_cli("inspect", path), r"op type b'Mat\\xb3ul' is not valid UTF-8")
     path.write_bytes(data[: len(data) // 2])
     _assert_refused(run_cli("inspect", path), r"bad\.onnx: not a readable ONNX model")
+
+
+def test_external_data_location_with_nul_is_refused(tmp_path):
+    m = model([node("Add", ["x", "w"])],
+              inits=[numpy_helper.from_array(np.ones(3, np.float32), "w")])
+    weight = m.graph.initializer[0]
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    weight.external_data.add(key="location", value="w\0.bin")
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    _assert_refused(run_cli("inspect", path), r"external data location with a NUL character")
 
 
 def test_bad_shape_overrides_are_refused(tmp_path):

@@ -166,7 +166,7 @@ def test_out_equal_to_the_plan_is_refused_at_once(plan_dir):
     before = sorted(p.name for p in plan_dir.iterdir())
     result = run_cli("serve", plan_dir, "--requests", plan_dir / "trace.jsonl",
                      "--out", plan_dir)
-    assert result.returncode == 1 and "holds the input" in result.stderr
+    assert result.returncode == 1 and "is the command's input" in result.stderr
     assert "mlc: serving" not in result.stderr  # refused before the run, not after it
     assert sorted(p.name for p in plan_dir.iterdir()) == before
 
