@@ -7,6 +7,10 @@ import os
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Generated Triton runs on CPU tensors through Triton's interpreter unless a run asks otherwise
+# (TRITON_INTERPRET=0 with a GPU). It must be set before triton loads, and torch may load it
+# early (torch.export, inductor), so it is set here for the whole suite.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
@@ -31,3 +35,15 @@ def minilm():
     mask = torch.ones(2, 16, dtype=torch.long)
     mask[1, 11:] = 0  # padding in the second sequence exercises the attention mask
     return LastHidden(bert).eval(), (ids, mask)
+
+
+@pytest.fixture(autouse=True)
+def _mlc_logger_level_per_test():
+    """Tests (and the conformance runner) quiet the "mlc" logger; each test starts from the
+    default level so a warning a test asserts on is not swallowed by an earlier test."""
+    import logging
+    logger = logging.getLogger("mlc")
+    level = logger.level
+    logger.setLevel(logging.NOTSET)
+    yield
+    logger.setLevel(level)

@@ -240,6 +240,8 @@ def _split(imp, inputs, outputs, attrs):
         sizes = list(attrs["split"])
     elif len(inputs) > 1 and inputs[1]:
         sizes = _ints(imp.const(inputs[1], "split"))
+    elif imp.opset >= 18 and "num_outputs" not in attrs:
+        raise ConvertError("Split-18 needs the 'split' input or the num_outputs attribute")
     else:
         sizes = _equal_split(dim, attrs.get("num_outputs", len(outputs)), imp.opset)
     if len(sizes) != len(outputs) or any(s < 0 for s in sizes):
@@ -280,6 +282,11 @@ def _pad(imp, inputs, outputs, attrs):
     for i, a in enumerate(axes):
         full[a], full[a + rank] = pads[i], pads[i + len(axes)]
     mode = _choice(attrs, "mode", "constant", ("constant", "reflect", "edge", "wrap"))
+    shape = imp.type_of(inputs[0]).shape
+    kept = [d + min(full[i], 0) + min(full[i + rank], 0) for i, d in enumerate(shape)]
+    if mode == "reflect" and any(max(full[i], full[i + rank]) >= k for i, k in enumerate(kept)):
+        # numpy reflects again past the edge; onnxruntime and torch refuse: so do we
+        raise ConvertError(f"reflect pads {full} must be smaller than the dims {list(shape)}")
     imp.emit("Pad", inputs[:1], outputs, pads=full, mode=mode, value=value)
 
 
@@ -314,6 +321,13 @@ def _cast(imp, inputs, outputs, attrs):
 def _cast_like(imp, inputs, outputs, attrs):
     imp.emit("Cast", inputs[:1], outputs, to=imp.type_of(inputs[1]).dtype,
              saturate=attrs.get("saturate", 1))
+
+
+def _flatten(imp, inputs, outputs, attrs):
+    axis = attrs.get("axis", 1)
+    if imp.opset < 11 and axis < 0:
+        raise ConvertError(f"axis {axis}: negative axes arrive with Flatten-11 (opset 11)")
+    imp.emit("Flatten", inputs[:1], outputs, axis=axis)
 
 
 def _transpose(imp, inputs, outputs, attrs):
@@ -467,7 +481,7 @@ CONVERTERS.update({
     "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze,
     "Expand": _expand,
-    "Flatten": same("Flatten", "axis"),
+    "Flatten": _flatten,
     "Gather": same("Gather", "axis"),
     "GatherElements": same("GatherElements", "axis"),
     "GatherND": same("GatherND", "batch_dims"),

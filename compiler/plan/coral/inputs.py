@@ -66,6 +66,8 @@ def _load_yaml(path: Path, what: str):
                        "levels)") from None
     except yaml.YAMLError as err:
         raise MlcError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    except ValueError as err:  # e.g. an integer literal longer than Python converts
+        raise MlcError(f"{path}: a value in this YAML file cannot be read ({err})") from None
     _check_plain_data(doc, str(path))
     return doc
 
