@@ -40,6 +40,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/onnx_conformance.py --out build/bench/onnx_conformance.json
+	$(PY) bench/hostile.py --out build/bench/hostile.json
 	$(PY) bench/frontends.py --out build/bench/frontends.json
 	$(PY) bench/mugraph_verify.py --out build/bench/mugraph_verify.json
 	$(PY) bench/mugraph_kernels.py --out build/bench/mugraph_kernels.json

@@ -44,3 +44,23 @@ def run_cli(*args, cwd=None, env: dict | None = None) -> subprocess.CompletedPro
             os.environ.clear()
             os.environ.update(saved_env)
     return subprocess.CompletedProcess(["mlc", *argv], code, stdout.getvalue(), stderr.getvalue())
+
+
+def refusal_line(result: subprocess.CompletedProcess, code: int = 1) -> str:
+    """The one line a refused command ends with; asserts the exit-code scheme's promises.
+
+    Exit `code`; no traceback and no "internal error" anywhere; for bad input (1) or a verdict
+    (3) exactly one `error:` line on stderr; for a usage error (2) click's `Error:` line after
+    its usage hint. Returns that line, for the caller to match what it names.
+
+    >>> line = refusal_line(run_cli("inspect", "missing.onnx"))  # doctest: +SKIP
+    """
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    if code == 2:
+        assert lines and lines[-1].startswith("Error: "), result.stderr
+        return lines[-1]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]

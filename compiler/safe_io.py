@@ -111,8 +111,8 @@ def check_number(value, where: str, *, low: float | None = None, high: float | N
 
 
 def _plain(bound: float) -> str:
-    """1048576 -> '1,048,576'; 0.5 -> '0.5' (no exponent notation in messages)."""
-    return f"{int(bound):,}" if float(bound).is_integer() else repr(float(bound))
+    """1048576 -> '1048576'; 0.5 -> '0.5' (no exponent notation in messages)."""
+    return str(int(bound)) if float(bound).is_integer() else repr(float(bound))
 
 
 def dump_json(doc, **kwargs) -> str:

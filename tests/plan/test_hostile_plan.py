@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from mlc.cli.testing import run_cli
+from mlc.cli.testing import refusal_line, run_cli
 from mlc.compiler.errors import MlcError
 from mlc.compiler.plan.coral.cache import stage1_document
 from mlc.compiler.plan.coral.catalog import load_catalog
@@ -35,14 +35,8 @@ def strict_json(path):
 
 def assert_refused(result, pattern: str, out, code: int = 1) -> None:
     """Exit `code`, one `error:` line matching `pattern` (exit 1), nothing written at `out`."""
-    assert result.returncode == code, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
-    if code == 1:
-        lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-        assert len(lines) == 1, result.stderr
-        assert re.search(pattern, lines[0]), lines[0]
-    else:
-        assert re.search(pattern, result.stderr), result.stderr
+    line = refusal_line(result, code)
+    assert re.search(pattern, line if code == 1 else result.stderr), result.stderr
     assert not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
 
