@@ -17,7 +17,7 @@ from mlc.compiler.ir.graph import Graph
 from mlc.compiler.ir.interpreter import check_inputs, interpret
 
 from .compiled import is_compiled_artifact, run_compiled
-from .inputs import random_inputs
+from .inputs import check_index_inputs, random_inputs
 
 __all__ = ["EXECUTORS", "run", "random_inputs"]
 
@@ -47,6 +47,7 @@ def run(graph_or_artifact: Graph | str | Path, inputs: dict[str, np.ndarray], *,
         from mlc.compiler.frontends import load_model
         graph = load_model(graph_or_artifact)
     check_inputs(graph, inputs)
+    check_index_inputs(graph, inputs)
     if executor == "torch":
         from .torch_executor import run_torch, unsupported_dtypes  # torch loads on first use
 

@@ -34,6 +34,21 @@ def _index_bounds(graph: Graph) -> dict[str, int]:
     return bounds
 
 
+def check_index_inputs(graph: Graph, inputs: dict[str, np.ndarray]) -> None:
+    """Inputs used directly as Gather indices must lie in [-size, size) of the gathered axis
+    (ONNX's rule); otherwise MlcError naming the input, the offending value and the range --
+    the executors would end in an IndexError (or read out of bounds) instead."""
+    for name, size in _index_bounds(graph).items():
+        values = np.asarray(inputs.get(name, ()))
+        if values.size == 0 or values.dtype.kind not in "iu":
+            continue
+        bad = (values < -size) | (values >= size)
+        if bad.any():
+            raise MlcError(f"input {name!r}: index {values[bad].flat[0]} is out of range for the "
+                           f"Gather it feeds (valid: {-size} to {size - 1}); "
+                           f"{int(bad.sum())} value(s) are outside it")
+
+
 def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     """Standard-normal floats; ints in [0, 2) or in range of the table they index; random bools.
 
@@ -44,7 +59,7 @@ def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     out = {}
     for name, t in graph.inputs.items():
         if is_float(t.dtype):
-            value = rng.standard_normal(t.shape)
+            value = rng.standard_normal(t.shape, dtype=np.float32)  # no float64 copy
         elif t.dtype == "bool":
             value = rng.random(t.shape) < 0.5
         else:

@@ -246,7 +246,41 @@ def cases() -> list[Case]:
                              lambda s: ["inspect", mlp])
     battery += _spec_cases()
     battery += _out_cases()
+    battery += _bad_onnx_model_cases()
     return battery
+
+
+def _bad_onnx_model_cases() -> list[Case]:
+    """Every malformed ONNX model of tests/frontends/test_hostile_onnx.py (cycles, undefined
+    names, unknown types, opset 99, huge initializers, ...) in each command that imports a
+    model (inspect and run are covered there)."""
+    import importlib.util
+    path = ROOT / "tests" / "frontends" / "test_hostile_onnx.py"
+    spec = importlib.util.spec_from_file_location("hostile_onnx_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # our own test module, not a user's file
+
+    def saved(s: Path, build) -> Path:
+        import onnx
+        target = s / "bad.onnx"
+        onnx.save(build(), target)
+        return target
+
+    commands = {
+        "import": lambda f, s: ["import", f, "--out", s / "out"],
+        "optimize": lambda f, s: ["optimize", f, "--out", s / "out", "--budget", "1"],
+        "quantize": lambda f, s: ["quantize", f, "--out", s / "out", "--no-baselines"],
+        "partition": lambda f, s: ["partition", f, "--devices", "2", "--batch", "8",
+                                   "--out", s / "out"],
+    }
+    cases = []
+    for name, build, _pattern in module.BAD_MODELS:
+        for command, argv in commands.items():
+            cases.append(Case(command, f"ONNX model: {name}",
+                              lambda s, b=build, a=argv: a(saved(s, b), s),
+                              check=lambda s: "half-written --out" if (s / "out").exists()
+                              else None))
+    return cases
 
 
 def _artifact_tamper_cases() -> list[Case]:

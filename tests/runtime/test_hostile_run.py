@@ -57,9 +57,9 @@ def index_model(tmp_path) -> Path:
     return saved(tmp_path, builder, builder.op("Gather", table, ids, name="rows"))
 
 
-def run_npz(tmp_path, model, **arrays):
+def run_npz(tmp_path, model, *options, **arrays):
     np.savez(tmp_path / "in.npz", **arrays)
-    return run_cli("run", model, "--inputs", tmp_path / "in.npz", "--json")
+    return run_cli("run", model, "--inputs", tmp_path / "in.npz", "--json", *options)
 
 
 # ---- .npz files ---------------------------------------------------------------------------------
@@ -313,3 +313,24 @@ def test_shape_on_graph_json_must_agree(tmp_path):
     assert "input 'x' is fixed at [2, 3]" in one_line_error(
         run_cli("run", model, "--random", "--shape", "x=3x3"))
     assert run_cli("run", model / "graph.json", "--random", "--shape", "x=2x3").returncode == 0
+
+
+def test_out_of_range_gather_indices_are_refused_before_running(tmp_path):
+    """An embedding lookup with an id past the table: one line naming the input and the valid
+    range, from either executor (torch used to raise IndexError, numpy to read the message)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    table = numpy_helper.from_array(np.arange(40, dtype=np.float32).reshape(10, 4), "table")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["y"])], "embedding",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])], [table])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "emb.onnx")
+    for executor in ("torch", "reference"):
+        line = one_line_error(run_npz(tmp_path, tmp_path / "emb.onnx", "--executor", executor,
+                                      ids=np.array([1, 50, -20])))
+        assert "input 'ids': index 50 is out of range" in line and "-10 to 9" in line
+    good = run_npz(tmp_path, tmp_path / "emb.onnx", ids=np.array([1, 9, -10]))
+    assert good.returncode == 0, good.stderr
