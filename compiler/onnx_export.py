@@ -236,6 +236,12 @@ def _fused_region(ex, node, attrs):
                    "cannot express; export the model before `mlc optimize`")
 
 
+def _trilu(ex, node, attrs):
+    """ONNX Trilu takes k as an optional scalar int64 input; the IR keeps it as an attribute."""
+    k = ex.initializer(np.int64(attrs["k"]), "int64", "k")
+    ex.emit("Trilu", [*node.inputs, k], node.outputs, upper=int(attrs["upper"]))
+
+
 def _pad(ex, node, attrs):
     inputs = [node.inputs[0], ex.ints(attrs["pads"], "pads")]
     if attrs["mode"] == "constant" and attrs["value"] != 0:
@@ -296,9 +302,9 @@ _PLAIN = [
     # ops whose ONNX node is the IR node as is: same inputs, outputs, and no attributes
     "Identity", "Neg", "Abs", "Sign", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil",
     "Round", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Tanh", "Erf", "Not",
-    "IsNaN", "Relu", "Sigmoid", "Softplus", "Softsign", "HardSwish", "Where", "PRelu", "Add",
-    "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Less", "LessOrEqual",
-    "Greater", "GreaterOrEqual", "And", "Or", "Xor", "MatMul", "GlobalAveragePool",
+    "IsNaN", "Relu", "Sigmoid", "Softplus", "Softsign", "Mish", "HardSwish", "Where", "PRelu",
+    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Less",
+    "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor", "MatMul", "GlobalAveragePool",
     "GlobalMaxPool",
 ]
 
@@ -347,6 +353,7 @@ EMITTERS.update({
     "GatherND": same("batch_dims"),
     "Tile": operands("repeats"),
     "Pad": _pad,
+    "Trilu": _trilu,
     # quantized weights
     "CodebookDequantize": _codebook_dequantize,
     "MuGraphCall": _fused_region,

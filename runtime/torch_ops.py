@@ -383,6 +383,7 @@ TORCH_OPS: dict[str, Callable] = {
     "Gelu": lambda x, approximate: F.gelu(x, approximate=approximate),
     "Softplus": lambda x: torch.logaddexp(x, torch.zeros_like(x)),
     "Softsign": lambda x: x / (1 + x.abs()),
+    "Mish": F.mish,
     "LeakyRelu": lambda x, alpha: torch.where(x >= 0, x, alpha * x),
     "Elu": lambda x, alpha: torch.where(x > 0, x, alpha * torch.expm1(x)),
     "Selu": lambda x, alpha, gamma: gamma * torch.where(x > 0, x, alpha * torch.expm1(x)),
@@ -426,6 +427,7 @@ TORCH_OPS: dict[str, Callable] = {
     "Expand": lambda x, shape: x.expand(np.broadcast_shapes(tuple(x.shape), tuple(shape))),
     "Flatten": flatten, "Gather": gather, "GatherElements": gather_elements,
     "GatherND": gather_nd, "Tile": lambda x, repeats: x.tile(tuple(repeats)), "Pad": pad,
+    "Trilu": lambda x, upper, k: torch.triu(x, k) if upper else torch.tril(x, k),
     # quantized weights
     "CodebookDequantize": codebook_dequantize,
     # fused regions: the µGraph evaluated with torch arithmetic (differentiable)

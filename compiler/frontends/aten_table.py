@@ -383,6 +383,9 @@ RULES = {
     aten.gather: lambda cx, x, dim, index, *_: cx.op(
         "GatherElements", x, cx.tensor(index, "int64"), axis=dim % cx.rank(x)),
     aten.constant_pad_nd: _constant_pad, aten.repeat: _repeat,
+    aten.triu: lambda cx, x, diagonal=0: cx.op("Trilu", x, upper=1, k=diagonal),
+    aten.tril: lambda cx, x, diagonal=0: cx.op("Trilu", x, upper=0, k=diagonal),
+    aten.mish: lambda cx, x: cx.op("Mish", x),
 }
 
 # Ops kept whole by `run_decompositions` because a rule above maps them onto one IR op (or a
@@ -390,7 +393,8 @@ RULES = {
 PRESERVED = [
     aten.linear.default, aten.matmul.default, aten.layer_norm.default, aten.rms_norm.default,
     aten.silu.default, aten.hardswish.default, aten.hardsigmoid.default,
-    aten.softplus.default, aten.softmax.int, aten.log_softmax.int,
+    aten.softplus.default, aten.mish.default, aten.triu.default, aten.tril.default,
+    aten.softmax.int, aten.log_softmax.int,
     aten.scaled_dot_product_attention.default, aten.max_pool2d.default,
     aten.adaptive_avg_pool2d.default,
 ]

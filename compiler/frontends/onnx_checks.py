@@ -387,3 +387,15 @@ def check_node_types(node: onnx.NodeProto, schema, types, where: str) -> None:
         if first[1] != given:
             raise MlcError(f"{where}: inputs {first[0]!r} ({first[1]}) and {name!r} ({given}) "
                            f"must have the same type; insert a Cast")
+    _check_float_mod(node, types, where)
+
+
+def _check_float_mod(node: onnx.NodeProto, types, where: str) -> None:
+    """ONNX: Mod on floating-point inputs requires fmod=1 (C fmod); integer-style Mod of floats
+    is undefined, and onnxruntime refuses it at run time."""
+    if node.op_type != "Mod" or not node.input or node.input[0] not in types:
+        return
+    fmod = next((a.i for a in node.attribute if a.name == "fmod"), 0)
+    if fmod != 1 and types[node.input[0]].dtype.startswith(("float", "bfloat")):
+        raise MlcError(f"{where}: Mod of {types[node.input[0]].dtype} inputs needs fmod=1 (the "
+                       "ONNX rule for floating point); set the attribute or Cast to integers")

@@ -247,10 +247,8 @@ def _graph_outputs(graph, imp: _Importer, source: str) -> list[str]:
             raise MlcError(f"{source}: graph output {value.name!r} is declared "
                            f"{onnx.TensorProto.DataType.Name(declared)} but computes "
                            f"{imp.types[value.name].dtype}; fix the output's type")
-        if value.name in imp.consts:  # a constant output still needs a producing node
-            alias = imp.fresh(value.name)
-            imp.set_const(alias, imp.consts[value.name])
-            outputs.append(_identity_output(imp, alias, value.name + "__out"))
+        if value.name in imp.consts:  # folded (Shape, Constant, ...): still an output
+            outputs.append(_constant_output(imp, value.name))
         elif value.name in outputs:
             copy = _identity_output(imp, value.name, imp.fresh(value.name))
             log.warning("%s: output %r is listed twice; the repeat is returned as %r", source,
@@ -259,6 +257,18 @@ def _graph_outputs(graph, imp: _Importer, source: str) -> list[str]:
         else:
             outputs.append(value.name)
     return outputs
+
+
+def _constant_output(imp: _Importer, name: str) -> str:
+    """Keep a folded output under its ONNX name: its value moves to a fresh weight (nodes that
+    read it follow) and an Identity node produces `name` from it, as the model's users and
+    onnxruntime expect the outputs by name."""
+    alias = imp.fresh(name)
+    imp.set_const(alias, imp.consts.pop(name))
+    del imp.types[name]
+    swap = lambda names: [alias if n == name else n for n in names]  # noqa: E731
+    imp.nodes = [Node(n.op, swap(n.inputs), n.outputs, n.attrs, n.name) for n in imp.nodes]
+    return _identity_output(imp, alias, name)
 
 
 def _identity_output(imp: _Importer, source_name: str, out_name: str) -> str:

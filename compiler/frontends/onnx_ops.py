@@ -290,6 +290,17 @@ def _pad(imp, inputs, outputs, attrs):
     imp.emit("Pad", inputs[:1], outputs, pads=full, mode=mode, value=value)
 
 
+def _trilu(imp, inputs, outputs, attrs):
+    """Trilu's optional k input (a scalar int64) becomes the IR's k attribute."""
+    k = 0
+    if len(inputs) > 1 and inputs[1]:
+        value = imp.const(inputs[1], "k")
+        if value.size != 1:
+            raise ConvertError(f"k must be one element, it has {value.size}")
+        k = int(value.reshape(-1)[0])
+    imp.emit("Trilu", inputs[:1], outputs, upper=int(attrs.get("upper", 1)), k=k)
+
+
 def _clip(imp, inputs, outputs, attrs):
     bounds = {}
     for i, key in ((1, "min"), (2, "max")):
@@ -433,8 +444,8 @@ def _pool(ir_op):
 _SAME = [
     "Neg", "Abs", "Sign", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sin",
     "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Tanh", "Erf", "Not", "Relu",
-    "Sigmoid", "Softplus", "Softsign", "HardSwish", "Where", "PRelu", "Add", "Sub", "Mul", "Div",
-    "Pow", "Equal", "Less", "LessOrEqual", "Greater",
+    "Sigmoid", "Softplus", "Softsign", "Mish", "HardSwish", "Where", "PRelu", "Add", "Sub", "Mul",
+    "Div", "Pow", "Equal", "Less", "LessOrEqual", "Greater",
     "GreaterOrEqual", "And", "Or", "Xor", "MatMul", "GlobalAveragePool", "GlobalMaxPool",
 ]
 
@@ -487,6 +498,7 @@ CONVERTERS.update({
     "GatherND": same("GatherND", "batch_dims"),
     "Tile": _tile,
     "Pad": _pad,
+    "Trilu": _trilu,
     # folded at import: shape arithmetic and constants
     "Constant": _constant,
     "Shape": _shape,

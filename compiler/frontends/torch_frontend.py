@@ -19,7 +19,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from ..errors import MlcError, UnsupportedOpsError
-from ..ir.graph import Graph
+from ..ir.graph import Graph, Node
 from ..ir.ops import OPS, resolve_attrs
 from ..ir.shapes import ShapeError
 from ..ir.types import TensorType, np_dtype
@@ -325,7 +325,18 @@ class _Converter:
             swap = lambda names: tuple(renames.get(n, n) for n in names)  # noqa: E731
             self.builder.nodes = [type(n)(n.op, swap(n.inputs), swap(n.outputs), n.attrs, n.name)
                                   for n in self.builder.nodes]
-        return [renames.get(ref, ref) for ref in outputs]
+        named = [renames.get(ref, ref) for ref in outputs]
+        return [self._copy_output(ref, name, named) if name != ref else ref
+                for ref, name in zip(named, wanted + named[len(wanted):])]
+
+    def _copy_output(self, ref: str, name: str, named: list[str]) -> str:
+        """An output no node renames (an input, a weight, a repeat) gets an Identity node with
+        its structural name, unless that name is taken (then it keeps its own)."""
+        if name in self.types or name in named:
+            return ref
+        self.builder.nodes.append(Node("Identity", (ref,), (name,), {}, name))
+        self.types[name] = self.types[ref]
+        return name
 
 
 def _output_names(ep, count: int) -> list[str]:

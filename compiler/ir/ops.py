@@ -96,6 +96,7 @@ _unary("Sigmoid", ref.sigmoid, flops=5)
 _unary("Silu", lambda x: (x * ref.sigmoid(x)).astype(x.dtype), flops=6)
 _unary("Gelu", ref.gelu, flops=10, approximate="none")
 _unary("Softplus", ref.softplus, flops=6)
+_unary("Mish", ref.mish, flops=10)
 _unary("Softsign", lambda x: x / (1 + np.abs(x)), flops=3)
 _unary("LeakyRelu", lambda x, alpha: np.where(x >= 0, x, alpha * x).astype(x.dtype),
        alpha=0.01)
@@ -209,6 +210,7 @@ _add(OpDef("GatherElements", (2, 2), shapes.gather_elements, ref.gather_elements
 _add(OpDef("GatherND", (2, 2), shapes.gather_nd, ref.gather_nd, {"batch_dims": 0}, _MOVE, 0))
 _add(OpDef("Tile", (1, 1), shapes.tile, lambda x, repeats: np.tile(x, repeats),
            {"repeats": REQUIRED}, _MOVE, 0))
+_add(OpDef("Trilu", (1, 1), shapes.trilu, ref.trilu, {"upper": 1, "k": 0}, _MOVE, 0))
 _add(OpDef("Pad", (1, 1), shapes.pad, ref.pad,
            {"pads": REQUIRED, "mode": "constant", "value": 0.0}, _MOVE, 0))
 

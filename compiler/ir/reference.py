@@ -50,6 +50,17 @@ def softplus(x):
     return (np.logaddexp(0, x)).astype(x.dtype)
 
 
+def mish(x):
+    """x * tanh(softplus(x)), ONNX Mish-18."""
+    return (x * np.tanh(np.logaddexp(0, x))).astype(x.dtype)
+
+
+def trilu(x, upper=1, k=0):
+    """Keep the upper (or lower) triangle of the last two dims from diagonal k on, zero the
+    rest; k > 0 moves the diagonal up and right, as numpy's triu/tril (batched over the rest)."""
+    return (np.triu(x, k) if upper else np.tril(x, k)).astype(x.dtype, copy=False)
+
+
 def int_div(a, b):
     """Integer division truncating toward zero, as C and ONNX do."""
     if np.issubdtype(a.dtype, np.integer):
@@ -209,15 +220,20 @@ def gather_nd(data, idx, batch_dims=0):
     dims = np.array(data.shape[b:b + k])
     idx = np.where(idx < 0, idx + dims, idx)
     batches = int(np.prod(data.shape[:b], dtype=np.int64))
+    out_shape = idx.shape[:-1] + data.shape[b + k:]
+    if batches == 0:  # nothing to gather (np.stack of no arrays would fail)
+        return np.zeros(out_shape, data.dtype)
     flat_data = data.reshape((batches,) + data.shape[b:])
-    flat_idx = idx.reshape((batches, -1, k))
+    rows = int(np.prod(idx.shape[b:-1], dtype=np.int64))  # explicit: -1 fails on empty
+    flat_idx = idx.reshape((batches, rows, k))
     out = np.stack([flat_data[n][tuple(flat_idx[n].T)] for n in range(batches)])
-    return out.reshape(idx.shape[:-1] + data.shape[b + k:])
+    return out.reshape(out_shape)
 
 
 def flatten(x, axis=1):
     axis = axis + x.ndim if axis < 0 else axis
-    return x.reshape(int(np.prod(x.shape[:axis])), -1)
+    # explicit sizes: reshape(0, -1) is ambiguous for an empty tensor
+    return x.reshape(int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:])))
 
 
 def pad(x, pads, mode="constant", value=0.0):

@@ -358,6 +358,13 @@ def tile(types, attrs):
     return [TensorType(tuple(d * r for d, r in zip(types[0].shape, reps)), types[0].dtype)]
 
 
+def trilu(types, attrs):
+    """Same type; the triangle is taken over the last two dims, so the input needs them."""
+    if types[0].rank < 2:
+        raise ShapeError(f"Trilu needs an input of rank >= 2, not {list(types[0].shape)}")
+    return [types[0]]
+
+
 def pad(types, attrs):
     shape, pads = types[0].shape, attrs["pads"]
     rank = len(shape)

@@ -71,6 +71,7 @@ class RegionResult:
     cached: bool = False  # reused from the search cache, not searched in this run
     mode: str = "concrete"  # the search that found it: symbolic | concrete
     verification: str = "none"  # the check the chosen µGraph passed: formal | probabilistic
+    failed: int = 0  # candidates dropped because building, checking or rendering one raised
 
     def row(self, index: int) -> dict:
         return {"kernel": f"region_{index}", "region": list(self.regions[0].nodes),
@@ -83,7 +84,8 @@ class RegionResult:
                                "verified": self.verified_count},
                 "search_seconds": round(self.search_seconds, 3),
                 "budget_exhausted": self.budget_exhausted, "cached": self.cached,
-                "search": self.mode, "verification": self.verification}
+                "search": self.mode, "verification": self.verification,
+                "candidates_failed": self.failed}
 
 
 @dataclass
@@ -98,10 +100,6 @@ def optimize_graph(graph: Graph, options: OptimizeOptions = OptimizeOptions(),
                    progress=None) -> OptimizeResult:
     """Search every distinct region within the budget and fuse the winners into the graph."""
     from mlc.compiler.pipeline import OPTIMIZE_PASSES, run_passes
-
-    from .search.driver import search
-    from .symbolic.dims import SymbolicError
-    from .symbolic.driver import search_symbolic
 
     start = time.perf_counter()
     graph = run_passes(graph, OPTIMIZE_PASSES)
@@ -123,23 +121,96 @@ def optimize_graph(graph: Graph, options: OptimizeOptions = OptimizeOptions(),
                       max_block_ops=options.max_block_ops, seed=options.seed,
                       workers=options.workers, cache_dir=options.cache_dir,
                       progress=region_progress)
-        found = None
-        if options.search == "symbolic":
-            try:
-                found = search_symbolic(members[0].reference, checkpoints=checkpoints, **common)
-            except SymbolicError as err:
-                notes.append(f"{label}: concrete search ({err})")
-        if found is None:
-            found = search(members[0].reference, **common)
-        notes += [f"{label}: {note}" for note in found.notes]
-        results.append(RegionResult(
-            key, members, found.best, found.verified > 0 and found.best_est_time_us <
-            found.baseline_est_time_us, found.best_est_time_us, found.baseline_est_time_us,
-            found.enumerated, found.pruned, found.verified, found.search_seconds,
-            found.budget_exhausted, found.cached, found.mode,
-            found.verification if found.best_est_time_us < found.baseline_est_time_us
-            else "none"))
+        region_notes: list[str] = []
+        try:
+            found = _search_region(members[0].reference, options.search, common, checkpoints,
+                                   region_notes)
+        except MlcError:
+            raise  # a refusal the user must see (an unwritable cache, a bad option)
+        except Exception as err:  # noqa: BLE001 - one region's failure keeps it unfused
+            found = None
+            region_notes.append(f"search failed ({type(err).__name__}: {err}); the region "
+                                "keeps its unfused lowering")
+        result = _region_result(key, members, found, options.target, region_notes)
+        notes += [f"{label}: {note}" for note in region_notes]
+        if result is not None:
+            results.append(result)
     replacements = [(region, json.dumps(mugraph_to_json(result.best)))
                     for result in results for region in result.regions]
     fused = fuse_regions(graph, replacements) if replacements else graph
     return OptimizeResult(fused, results, notes, time.perf_counter() - start)
+
+
+def _search_region(reference: Graph, mode: str, common: dict, checkpoints: dict,
+                   notes: list[str]):
+    """The search's result for one region: symbolic when asked (concrete when the region does
+    not rebind to symbolic sizes), else concrete; its notes appended to `notes`."""
+    from .search.driver import search
+    from .symbolic.dims import SymbolicError
+    from .symbolic.driver import search_symbolic
+
+    found = None
+    if mode == "symbolic":
+        try:
+            found = search_symbolic(reference, checkpoints=checkpoints, **common)
+        except SymbolicError as err:
+            notes.append(f"concrete search ({err})")
+    if found is None:
+        found = search(reference, **common)
+    notes += list(found.notes)
+    return found
+
+
+def _region_result(key: str, members: list[Region], found, target: str,
+                   notes: list[str]) -> RegionResult | None:
+    """The region's row: the cheapest verified candidate that also renders (Triton and CUDA),
+    else the unfused lowering (`found` None: the search failed). None when even the unfused
+    lowering cannot be built or rendered: the region's nodes then stay as they are."""
+    from .cost import estimate, load_gpu
+    from .verify import lower_to_mugraph
+
+    reference = members[0].reference
+    failed = found.failed if found is not None else 1
+    try:
+        baseline = lower_to_mugraph(reference)
+        baseline_us = estimate(baseline, load_gpu(target)).time_us
+    except Exception as err:  # noqa: BLE001 - reported; the region is left as it is
+        notes.append(f"the unfused lowering failed ({type(err).__name__}: {err}); the "
+                     "region's nodes are left as they are")
+        return None
+    winners = [] if found is None else [c for c in found.candidates if c.verified and
+                                        c.est_time_us < found.baseline_est_time_us]
+    for candidate in sorted(winners, key=lambda c: c.est_time_us):
+        why = render_problem(candidate.graph)
+        if why is None:
+            return RegionResult(key, members, candidate.graph, True, candidate.est_time_us,
+                                baseline_us, found.enumerated, found.pruned, found.verified,
+                                found.search_seconds, found.budget_exhausted, found.cached,
+                                found.mode, candidate.verification, failed)
+        failed += 1
+        notes.append(f"a verified candidate was dropped: it does not render ({why})")
+    why = render_problem(baseline)
+    if why is not None:
+        notes.append(f"the unfused lowering does not render ({why}); the region's nodes are "
+                     "left as they are")
+        return None
+    if found is None:
+        return RegionResult(key, members, baseline, False, baseline_us, baseline_us, 0, 0, 0,
+                            0.0, False, failed=failed)
+    return RegionResult(key, members, baseline, False, baseline_us, baseline_us,
+                        found.enumerated, found.pruned, found.verified, found.search_seconds,
+                        found.budget_exhausted, found.cached, found.mode, "none", failed)
+
+
+def render_problem(graph: MuGraph) -> str | None:
+    """Why the kernel renderers refuse `graph` (None: Triton and CUDA both render it), so the
+    artifact never holds a kernel that cannot be written."""
+    from mlc.kernels.cuda import render_cuda
+    from mlc.kernels.triton import render_triton
+
+    try:
+        render_triton(graph)
+        render_cuda(graph)
+    except Exception as err:  # noqa: BLE001 - the caller drops the candidate and counts it
+        return f"{type(err).__name__}: {err}"
+    return None

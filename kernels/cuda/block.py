@@ -13,7 +13,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mlc.compiler.superopt.mugraph.model import NO_DIM, BlockGraph, BlockOp, KernelOp, block_shapes
+from mlc.compiler.superopt.mugraph.model import (
+    NO_DIM,
+    SMEM_DTYPE,
+    BlockGraph,
+    BlockOp,
+    KernelOp,
+    block_shapes,
+    smem_slot_elements,
+    smem_slots,
+)
 from mlc.compiler.superopt.mugraph.ops import BLOCK_OPS, MuGraphError, broadcast
 
 from .cexpr import (
@@ -29,7 +38,7 @@ from .cexpr import (
 )
 
 FLOAT_BYTES = 4  # tiles and accumulators are fp32 in this first version
-TILE_ALIGN = 4  # floats: every tile starts on a 16-byte boundary
+assert SMEM_DTYPE == "float32", "the helpers in mlc_helpers.cuh work on float tiles"
 
 
 @dataclass
@@ -230,27 +239,28 @@ def _store(b: _Block, out, out_shape, param: str) -> str:
 
 
 def _layout(b: _Block, info) -> tuple[list[TileSlot], int]:
-    """Name every tile t<n> and give it a slot; rescale factors follow their running max."""
+    """Name every tile t<n> and give it a slot; rescale factors follow their running max.
+    Slots, sizes and alignment are mugraph.model's one shared-memory rule (`smem_slots`), so
+    validation and instantiation accept exactly what this layout fits."""
     slots, offset = [], 0
-
-    def place(var, size, comment):
-        nonlocal offset
+    for slot in smem_slots(b.graph, b.shapes):
+        if slot.kind == "rescale":
+            var = b.scale_var[slot.tile] = f"{b.var[slot.tile]}_rescale"
+            comment = f"{slot.shape} exp(m_old - m_new)"
+        else:
+            var = b.var[slot.tile] = f"t{len(b.var)}"
+            comment = (f"{slot.shape} input {len(slots)}, "
+                       f"{'every iteration' if _walks(b.graph, slot.tile) else 'loop-invariant'}"
+                       if slot.kind == "input" else
+                       f"{slot.shape} {slot.kind}, {info.phase[slot.tile]}")
         slots.append(TileSlot(var, offset, comment))
-        offset += -(-size // TILE_ALIGN) * TILE_ALIGN
-
-    for index, inp in enumerate(b.graph.inputs):
-        b.var[inp.tile] = f"t{len(b.var)}"
-        walk = "every iteration" if inp.fmap != NO_DIM else "loop-invariant"
-        place(b.var[inp.tile], math.prod(b.shapes[inp.tile]),
-              f"{b.shapes[inp.tile]} input {index}, {walk}")
-    for op in b.graph.ops:
-        b.var[op.output] = f"t{len(b.var)}"
-        shape = b.shapes[op.output]
-        place(b.var[op.output], math.prod(shape), f"{shape} {op.op}, {info.phase[op.output]}")
-        if op.op == "accum_max_ld":
-            b.scale_var[op.output] = f"{b.var[op.output]}_rescale"
-            place(b.scale_var[op.output], math.prod(shape), f"{shape} exp(m_old - m_new)")
+        offset += smem_slot_elements(math.prod(slot.shape))
     return slots, offset * FLOAT_BYTES
+
+
+def _walks(graph: BlockGraph, tile: str) -> bool:
+    """Does the input tile change every loop iteration (it has an fmap)?"""
+    return next(inp.fmap for inp in graph.inputs if inp.tile == tile) != NO_DIM
 
 
 def render_block(index: int, kop: KernelOp, shapes: dict, smem_limit_bytes: int) -> dict:

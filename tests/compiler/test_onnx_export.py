@@ -93,7 +93,8 @@ def activation_graph() -> Graph:
             b.op("LeakyRelu", x, alpha=0.2), b.op("Elu", x, alpha=0.7), b.op("Selu", x),
             b.op("HardSigmoid", x, alpha=0.3, beta=0.4), b.op("HardSwish", x),
             b.op("PRelu", x, slope), b.op("Clip", x, min=-0.5, max=0.75),
-            b.op("Clip", x, max=0.25), b.op("Clip", x, min=-0.1)]
+            b.op("Clip", x, max=0.25), b.op("Clip", x, min=-0.1), b.op("Mish", x),
+            b.op("Trilu", x, k=-1), b.op("Trilu", x, upper=0, k=2)]
     return b.build(*outs)
 
 

@@ -79,3 +79,15 @@ def test_seeded_loop_valid_and_every_mutation(tmp_path):
         kinds[outcome.kind] = kinds.get(outcome.kind, 0) + 1
     assert kinds.get("clear_error", 0) > 75 and kinds.get("matched", 0) > 5, kinds
 
+
+
+@pytest.mark.parametrize("seed, kind", [
+    (1782473, "matched"),      # GatherND / Flatten on an empty tensor: was a numpy ValueError
+    (1785317, "clear_error"),  # float Mod without fmod=1: mlc ran what onnxruntime refuses
+])
+def test_regressions_found_by_the_large_fuzz_run(tmp_path, seed, kind):
+    """Mutated models from `bench/fuzz_onnx.py --valid 3000 --mutated 10000 --seed 777000`."""
+    rng = np.random.default_rng(seed)
+    model, feeds = random_model(rng)
+    data, _ = mutate(model, rng)
+    assert evaluate(data, feeds, tmp_path).kind == kind

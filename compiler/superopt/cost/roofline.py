@@ -24,7 +24,15 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from ..mugraph.model import NO_DIM, BlockGraph, KernelOp, MuGraph, block_shapes, kernel_shapes
+from ..mugraph.model import (
+    NO_DIM,
+    BlockGraph,
+    KernelOp,
+    MuGraph,
+    block_shapes,
+    kernel_shapes,
+    shared_memory_bytes,
+)
 from ..mugraph.ops import BLOCK_OPS, LIBRARY_OPS, MuGraphError, TileOp
 from .hardware import GpuSpec
 
@@ -40,7 +48,8 @@ DRAM_EFFICIENCY = 0.90
 MATMUL_EFFICIENCY = 0.80
 VECTOR_EFFICIENCY = 0.80
 
-# Loop inputs are double-buffered in shared memory (the next tile loads while this one computes).
+# Loop inputs would be double-buffered by a pipelined kernel; the renderers load then sync, so
+# shared memory follows mugraph.model.shared_memory_bytes (one slot per tile). Kept for bench.
 PIPELINE_STAGES = 2
 
 # Nominal tiling of vendor library kernels, only to report a block count.
@@ -185,11 +194,9 @@ def _block_work(block: BlockGraph, source_shapes: list, dtype_bytes: int) -> _Wo
     info = block_shapes(block, source_shapes)
     blocks, loop = block.num_blocks, block.forloop_range
     moved = sum(math.prod(s) for s in info.outputs)  # saved once
-    smem = 0
     for inp in block.inputs:
         loads = loop if inp.fmap != NO_DIM else 1
         moved += math.prod(info.tiles[inp.tile]) * loads * blocks
-        smem += math.prod(info.tiles[inp.tile]) * (PIPELINE_STAGES if loads > 1 else 1)
     flops = matmul = 0
     for op in block.ops:
         row = BLOCK_OPS[op.op]
@@ -197,8 +204,9 @@ def _block_work(block: BlockGraph, source_shapes: list, dtype_bytes: int) -> _Wo
         work = op_flops(row, [info.tiles[t] for t in op.inputs], info.tiles[op.output])
         flops += work * runs * blocks
         matmul += work * runs * blocks if row.family == "matmul" else 0
-        smem += math.prod(info.tiles[op.output])
-    return _Work(flops, matmul, moved * dtype_bytes, blocks, block.threads, smem * dtype_bytes)
+    # the one shared-memory rule: what the rendered kernel really allocates (occupancy too)
+    smem = shared_memory_bytes(block, source_shapes)
+    return _Work(flops, matmul, moved * dtype_bytes, blocks, block.threads, smem)
 
 
 def blocks_per_sm(work: _Work, gpu: GpuSpec) -> int:
@@ -212,7 +220,7 @@ def blocks_per_sm(work: _Work, gpu: GpuSpec) -> int:
 def _check_fits(name: str, work: _Work, gpu: GpuSpec) -> None:
     if work.smem_bytes > gpu.smem_per_block:
         raise MuGraphError(f"kernel {name}: tiles need {work.smem_bytes} bytes of shared memory "
-                           f"(loop inputs double-buffered); {gpu.name} allows "
+                           f"(fp32 slots); {gpu.name} allows "
                            f"{gpu.smem_per_block} per block — shrink the tiles (larger grid or "
                            "forloop_range)")
     if work.threads > gpu.max_threads_per_block:

@@ -92,6 +92,19 @@ def _accumulate(arith, op, inputs, forloop_range, running, finals, reduction_dim
     raise MuGraphError(f"no semantics for accumulator {name!r}")
 
 
+def _same_rank(arith, tiles: list) -> list:
+    """Tiles of a lower rank get size-1 axes right after the lead axes. Tile ops broadcast
+    their tile dims like numpy (right-aligned, ops.broadcast); on (lead..., *tile) arrays a
+    plain numpy call would align a rank-1 bias or a rank-2 weight tile with the lead axes."""
+    rank = max(len(arith.shape(t)) for t in tiles)
+    aligned = []
+    for tile in tiles:
+        shape = arith.shape(tile)
+        pad = (1,) * (rank - len(shape))
+        aligned.append(arith.reshape(tile, shape[:LEAD] + pad + shape[LEAD:]) if pad else tile)
+    return aligned
+
+
 def _tile_op(arith, op, inputs, tile_rank):
     attrs = {**BLOCK_OPS[op.op].attrs, **op.attrs}
     a = inputs[0]
@@ -102,7 +115,7 @@ def _tile_op(arith, op, inputs, tile_rank):
     if op.op in unary:
         return unary[op.op](a)
     if op.op in binary:
-        return binary[op.op](a, inputs[1])
+        return binary[op.op](*_same_rank(arith, [a, inputs[1]]))
     if op.op == "mul_scalar":
         return arith.scale(a, attrs["scale"])
     if op.op in ("reduce_sum", "reduce_max"):

@@ -214,24 +214,52 @@ def _phase_of(op: BlockOp, family: str, input_phases: list[str], where: str) -> 
 
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
-ACCUM_BYTES = 4  # accumulators are kept in fp32
+# The one shared-memory rule (validation, the generators, instantiation, the cost model and the
+# CUDA renderer's layout all call it): the renderers keep every tile, whatever the graph's
+# dtype, in fp32, each in its own slot starting on a 16-byte boundary.
+SMEM_DTYPE = "float32"
+SMEM_ALIGN = 4  # elements of SMEM_DTYPE: 16 bytes
 
 
-def shared_memory_bytes(block: BlockGraph, source_shapes, dtype: str = "float16") -> int:
-    """Shared memory one block needs: every tile once (accumulator results in fp32), except
-    the intermediates of thread-level chains, which stay in registers."""
-    from .thread import register_tiles  # thread-level fusion keeps these out of smem
+@dataclass(frozen=True)
+class SmemSlot:
+    """One shared-memory slot of a block: a tile (kind "input" or the op that computes it) or
+    the per-row rescale factors exp(m_old - m_new) kept beside a running max (kind
+    "rescale", same shape as the running max)."""
 
+    tile: str
+    shape: tuple[int, ...]
+    kind: str
+
+
+def smem_slots(block: BlockGraph, tiles: dict) -> list[SmemSlot]:
+    """The block's shared-memory slots in layout order: the input tiles, then every op's
+    output (a running max followed by its rescale factors). `tiles` maps tile -> shape."""
+    slots = [SmemSlot(inp.tile, tuple(tiles[inp.tile]), "input") for inp in block.inputs]
+    for op in block.ops:
+        slots.append(SmemSlot(op.output, tuple(tiles[op.output]), op.op))
+        if op.op == "accum_max_ld":
+            slots.append(SmemSlot(op.output, tuple(tiles[op.output]), "rescale"))
+    return slots
+
+
+def smem_slot_elements(elements: int) -> int:
+    """Elements a slot of `elements` occupies: rounded up to the 16-byte alignment."""
+    return -(-elements // SMEM_ALIGN) * SMEM_ALIGN
+
+
+def smem_bytes_of(tile_elements) -> int:
+    """Bytes of shared memory for slots of these element counts (the rule's arithmetic, also
+    used by symbolic constraints that evaluate each slot's size per binding)."""
+    return sum(smem_slot_elements(n) for n in tile_elements) * DTYPE_BYTES[SMEM_DTYPE]
+
+
+def shared_memory_bytes(block: BlockGraph, source_shapes) -> int:
+    """Shared memory one block needs, exactly as the CUDA renderer lays it out (every slot of
+    `smem_slots`, fp32, aligned). Thread-level chains (thread.py) run in registers in the
+    Triton kernels, but the CUDA kernels still give their tiles a slot, so they count."""
     info = block_shapes(block, source_shapes)
-    accumulated = {op.output for op in block.ops if BLOCK_OPS[op.op].family == "accum"}
-    in_registers = register_tiles(block)
-    total = 0
-    for tile, shape in info.tiles.items():
-        if tile in in_registers:
-            continue
-        width = ACCUM_BYTES if tile in accumulated else DTYPE_BYTES.get(dtype, 2)
-        total += math.prod(shape) * width
-    return total
+    return smem_bytes_of(math.prod(slot.shape) for slot in smem_slots(block, info.tiles))
 
 
 def validate(graph: MuGraph, smem_limit_bytes: int | None = None) -> dict[str, tuple[int, ...]]:
@@ -246,7 +274,7 @@ def validate(graph: MuGraph, smem_limit_bytes: int | None = None) -> dict[str, t
     for index, op in enumerate(graph.ops):
         if op.op != "block":
             continue
-        need = shared_memory_bytes(op.block, [shapes[t] for t in op.inputs], graph.dtype)
+        need = shared_memory_bytes(op.block, [shapes[t] for t in op.inputs])
         if need > smem_limit_bytes:
             raise MuGraphError(f"kernel op #{index} ({op.name or 'block'}): needs {need:,} bytes "
                                f"of shared memory, the target allows {smem_limit_bytes:,}; use "

@@ -25,7 +25,7 @@ from ..mugraph.ops import MuGraphError
 from ..verify import lower_to_mugraph, verify_many
 from .result import Candidate, SearchResult, result_from_json
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: one shared-memory rule (fp32 slots); older entries may not render
 
 
 def cache_key(reference: Graph, options: dict) -> str:
@@ -59,8 +59,9 @@ def recheck(result: SearchResult, reference: Graph, spec, seed: int,
     """Verify every cached candidate again at the reference's shape and rebuild the result
     from what passed: (result, None), or (None, why) when any candidate fails."""
     graphs = [c.graph for c in result.candidates]
-    try:
+    try:  # a candidate that no longer fits (limits, shared-memory rule) is stale, not a bug
         verdicts = verify_many(graphs, reference, seed=seed) if graphs else []
+        times = [estimate(graph, spec).time_us for graph in graphs]
     except MuGraphError as err:
         return None, f"cached result {label} does not fit this region ({err}); searched again"
     for index, verdict in enumerate(verdicts):
@@ -70,8 +71,8 @@ def recheck(result: SearchResult, reference: Graph, spec, seed: int,
                           "discarded and searched again")
     baseline = lower_to_mugraph(reference)
     baseline_time = estimate(baseline, spec).time_us
-    candidates = tuple(Candidate(graph, estimate(graph, spec).time_us, True, "probabilistic")
-                       for graph in graphs)
+    candidates = tuple(Candidate(graph, time_us, True, "probabilistic")
+                       for graph, time_us in zip(graphs, times))
     best = Candidate(baseline, baseline_time, False, "none")  # the search's own rule
     cheapest = min(candidates, key=lambda c: c.est_time_us, default=None)
     if cheapest is not None and cheapest.est_time_us <= baseline_time:

@@ -38,11 +38,11 @@ from ..cost import estimate, load_gpu
 from ..mugraph.serialize import mugraph_from_json, mugraph_to_json
 from ..prune.space import TargetSpace
 from ..prune.terms import ir_output_terms
-from ..verify import lower_to_mugraph, verify_many
+from ..verify import lower_to_mugraph, verify_each
 from .cache import cache_key, load_cached, store
 from .enumerate import Counts, Enumerator, OutOfTime
 from .generators import DEFAULT_CONFIG
-from .result import Candidate, SearchResult
+from .result import Candidate, Failures, SearchResult
 from .split import split_variants
 from .tune import tune
 
@@ -208,7 +208,9 @@ def search(reference: Graph, *, gpu="h100", budget_s: float = 60.0, max_kernel_o
     finally:
         _CONTEXT.clear()
     ranked = [found[text] for text in sorted(found, key=lambda text: (found[text][0], text))]
-    candidates, exhausted = _verify(ranked, reference, seed, keep, deadline, exhausted, notify)
+    failures = Failures()
+    candidates, exhausted = _verify(ranked, reference, seed, keep, deadline, exhausted, notify,
+                                    failures)
     best = Candidate(baseline, baseline_time, False, "none")  # also when it beats them all
     if candidates and candidates[0].est_time_us <= baseline_time:
         best = candidates[0]
@@ -216,14 +218,16 @@ def search(reference: Graph, *, gpu="h100", budget_s: float = 60.0, max_kernel_o
                           counts.pruned, counts.complete, len(candidates), tuple(candidates),
                           time.monotonic() - start, exhausted,
                           verification=best.verification)
-    if path is not None:
+    if path is not None and not failures.count:  # a run with failures is not worth keeping
         notes += filter(None, [store(path, result, budget_s)])
-    return dataclasses.replace(result, notes=tuple(notes))
+    return dataclasses.replace(result, notes=tuple(notes + failures.note()),
+                               failed=failures.count)
 
 
-def _verify(ranked, reference, seed, keep, deadline, exhausted, notify):
+def _verify(ranked, reference, seed, keep, deadline, exhausted, notify, failures: Failures):
     """Verify the cheapest candidates, `keep` at a time (one verify_many call shares the
-    reference's evaluations), until `keep` pass or time runs out."""
+    reference's evaluations), until `keep` pass or time runs out. A candidate whose
+    rebuilding or verification raises is dropped and counted in `failures`."""
     verified = []
     for start in range(0, len(ranked), keep):
         if len(verified) >= keep:
@@ -233,9 +237,15 @@ def _verify(ranked, reference, seed, keep, deadline, exhausted, notify):
             break
         batch = ranked[start:start + keep]
         notify(f"verifying {len(batch)} candidate(s) from {batch[0][0]:.1f} µs")
-        graphs = [mugraph_from_json(doc) for _, doc in batch]
-        for (time_us, _), graph, verdict in zip(batch, graphs,
-                                               verify_many(graphs, reference, seed=seed)):
-            if verdict.equivalent:
+        built = []
+        for time_us, doc in batch:
+            try:
+                built.append((time_us, mugraph_from_json(doc)))
+            except Exception as err:  # noqa: BLE001 - one bad candidate, counted
+                failures.add("build", err)
+        verdicts = verify_each([g for _, g in built], reference, seed=seed,
+                               on_error=lambda err: failures.add("verify", err))
+        for (time_us, graph), verdict in zip(built, verdicts):
+            if verdict is not None and verdict.equivalent:
                 verified.append(Candidate(graph, time_us, True))
     return verified[:keep], exhausted

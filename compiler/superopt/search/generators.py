@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from mlc.compiler.ir import Graph
 
 from ..cost.hardware import GpuSpec
-from ..cost.roofline import PIPELINE_STAGES
-from ..mugraph.model import DTYPE_BYTES, NO_DIM, MuGraph
+from ..mugraph.model import NO_DIM, MuGraph, smem_bytes_of
 from ..mugraph.ops import BLOCK_OPS, LIBRARY_OPS, MuGraphError
 
 Label = object  # an int for an input dim class, a tuple for a derived one; None: size-1 dim
@@ -231,8 +230,9 @@ def loop_ranges(remaining: int, config: GeneratorConfig) -> list[int]:
 
 
 def _input_tiles_fit(shapes, imaps, fmaps, grid, loop, gpu, dtype) -> bool:
-    """The input tiles alone (double-buffered when looped) fit in shared memory per block."""
-    total = 0
+    """The input tiles' slots alone fit in shared memory per block (mugraph.model's one rule,
+    so a schedule dropped here could never validate; `dtype` plays no part: slots are fp32)."""
+    tiles = []
     for shape, imap, fmap in zip(shapes, imaps, fmaps):
         tile = list(shape)
         for axis, dim in enumerate(imap):
@@ -240,8 +240,8 @@ def _input_tiles_fit(shapes, imaps, fmaps, grid, loop, gpu, dtype) -> bool:
                 tile[dim] //= grid[axis]
         if fmap != NO_DIM:
             tile[fmap] //= loop
-        total += math.prod(tile) * (PIPELINE_STAGES if fmap != NO_DIM else 1)
-    return total * DTYPE_BYTES.get(dtype, 2) <= gpu.smem_per_block
+        tiles.append(math.prod(tile))
+    return smem_bytes_of(tiles) <= gpu.smem_per_block
 
 
 def _spread(items: list, keep: int) -> list:

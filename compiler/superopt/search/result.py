@@ -27,6 +27,27 @@ class Candidate:
     verification: str = "probabilistic"  # the check it passed: probabilistic | formal | none
 
 
+@dataclass
+class Failures:
+    """Candidates dropped because building, interpreting, verifying or costing one raised an
+    unexpected error (a bug in a candidate's path, not a verdict): how many, and the first
+    error's text, so a report shows them instead of the search dying or hiding them."""
+
+    count: int = 0
+    first: str | None = None
+
+    def add(self, stage: str, err: BaseException) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = f"{stage}: {type(err).__name__}: {err}"
+
+    def note(self) -> list[str]:
+        """The report note (none when nothing failed)."""
+        if not self.count:
+            return []
+        return [f"{self.count} candidate(s) failed and were dropped; first: {self.first}"]
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """What the search found for one reference graph.
@@ -53,6 +74,7 @@ class SearchResult:
     mode: str = "concrete"  # concrete | symbolic
     verification: str = "none"  # the check `best` passed (none: the unfused baseline)
     notes: tuple[str, ...] = field(default=(), compare=False)
+    failed: int = field(default=0, compare=False)  # candidates dropped (Failures), not cached
 
     def to_json(self) -> dict:
         doc = {k: getattr(self, k) for k in ("best_est_time_us", "baseline_est_time_us",

@@ -19,6 +19,7 @@ from mlc.compiler.errors import MlcError
 from mlc.compiler.safe_io import check_number, dump_json, read_json
 
 from ..mugraph.ops import MuGraphError
+from ..search.result import Failures
 from .dims import SymbolicError
 from .sgraph import SGraph, sgraph_from_json, sgraph_to_json
 
@@ -51,6 +52,9 @@ class Checkpoint:
     proofs: dict[str, dict] = field(default_factory=dict)
     loaded: bool = False
     claimed: set[str] = field(default_factory=set)
+    # this run's only (not stored): why sGraphs were skipped, candidates that failed
+    notes: list[str] = field(default_factory=list)
+    failures: Failures = field(default_factory=Failures)
 
     def to_json(self) -> dict:
         return {"format_version": CHECKPOINT_VERSION, "kind": "sgraph_checkpoint",

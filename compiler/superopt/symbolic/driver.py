@@ -21,9 +21,10 @@ from ..cost import estimate, load_gpu
 from ..mugraph.ops import MuGraphError
 from ..search.driver import Candidate, SearchResult
 from ..search.generators import dim_labels
-from ..verify import lower_to_mugraph, verify_many
+from ..search.result import Failures
+from ..verify import lower_to_mugraph, verify_each
 from ..verify.formal import prove_mugraph
-from ..verify.formal.prove import MAX_SECONDS
+from ..verify.formal.prove import MAX_SECONDS, Proof
 from .dims import SymbolicError
 from .instantiate import instantiate_sgraph
 from .search import (
@@ -124,16 +125,24 @@ def search_symbolic(reference: Graph, *, gpu="h100", budget_s: float = 60.0,
         raise SymbolicError(f"{reference.name}: does not rebind to symbolic sizes ({err})") \
             from None
     baseline_time = estimate(baseline, spec).time_us
+    failures = Failures(checkpoint.failures.count, checkpoint.failures.first) if fresh \
+        else Failures()
+    notes += checkpoint.notes if fresh else []
     ranked = []
     for index, sgraph in enumerate(checkpoint.sgraphs):
-        for instance in instantiate_sgraph(sgraph, reference, sizes, spec, labels):
+        try:
+            instances = instantiate_sgraph(sgraph, reference, sizes, spec, labels)
+        except Exception as err:  # noqa: BLE001 - one sGraph's bug drops it, counted
+            failures.add(f"instantiate sGraph {index}", err)
+            continue
+        for instance in instances:
             proof_key = f"{index}/split" if instance.split else str(index)
             ranked.append((instance.est_time_us, proof_key, instance.graph))
     ranked.sort(key=lambda item: (item[0], item[1]))
     notify(f"instantiated {len(checkpoint.sgraphs)} sGraph(s): {len(ranked)} candidates")
     deadline = start + max(budget_s, 1.0)
     verified = _verify(ranked, reference, checkpoint, seed, keep, prove, notify, deadline,
-                       notes)
+                       notes, failures)
     if path is not None and prove:
         notes += filter(None, [store_checkpoint(path, checkpoint)])  # with the new proofs
     best = Candidate(baseline, baseline_time, False, "none")
@@ -144,16 +153,19 @@ def search_symbolic(reference: Graph, *, gpu="h100", budget_s: float = 60.0,
                         tuple(verified), time.monotonic() - start,
                         checkpoint.budget_exhausted, cached=not fresh,
                         mode="symbolic", verification=best.verification,
-                        notes=tuple(dict.fromkeys(notes)))
+                        notes=tuple(dict.fromkeys(notes + failures.note())),
+                        failed=failures.count)
 
 
 def _verify(ranked, reference, checkpoint: Checkpoint, seed, keep, prove, notify, deadline,
-            notes: list[str]):
+            notes: list[str], failures: Failures):
     """Cheapest first, until `keep` pass: a formal proof (once per sGraph, kept in the
     checkpoint; at most MAX_SECONDS, less when the budget runs out, but at least one), else
     the probabilistic verifier at this shape, but only while nothing is proven yet (a slower
     unproven candidate could not win, so it is not worth a check). A proof a loaded
-    checkpoint claimed is run again like any other; when it fails, `notes` says so."""
+    checkpoint claimed is run again like any other; when it fails, `notes` says so. A
+    candidate whose proof or check raises is dropped and counted in `failures` (a proof that
+    raises only counts: the probabilistic check still runs)."""
     verified = []
     proofs = dict(checkpoint.proofs)  # plus this call's, also those the checkpoint won't keep
     for time_us, proof_key, graph in ranked:
@@ -162,7 +174,11 @@ def _verify(ranked, reference, checkpoint: Checkpoint, seed, keep, prove, notify
         if prove and proof_key not in proofs:
             notify(f"proving sGraph {proof_key}")
             left = max(1.0, min(MAX_SECONDS, deadline - time.monotonic()))
-            proof = prove_mugraph(graph, reference, max_seconds=left)
+            try:
+                proof = prove_mugraph(graph, reference, max_seconds=left)
+            except Exception as err:  # noqa: BLE001 - "not proven", counted
+                failures.add(f"prove sGraph {proof_key}", err)
+                proof = Proof(False, 0.0, 0, 0, f"the prover failed ({type(err).__name__})")
             proofs[proof_key] = {"proven": proof.proven, "seconds": round(proof.seconds, 3),
                                  "reason": proof.reason}
             if proof.proven or left >= MAX_SECONDS:  # a budget-cut attempt may be retried
@@ -176,7 +192,8 @@ def _verify(ranked, reference, checkpoint: Checkpoint, seed, keep, prove, notify
             continue
         if any(c.verification == "formal" for c in verified):
             continue
-        verdict = verify_many([graph], reference, seed=seed)[0]
-        if verdict.equivalent:
+        verdict = verify_each([graph], reference, seed=seed,
+                              on_error=lambda err: failures.add("verify", err))[0]
+        if verdict is not None and verdict.equivalent:
             verified.append(Candidate(graph, time_us, True, "probabilistic"))
     return verified

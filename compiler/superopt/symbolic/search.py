@@ -36,15 +36,16 @@ from typing import Callable
 from mlc.compiler.ir import Graph, TensorType
 
 from ..cost import load_gpu
-from ..mugraph.model import NO_DIM
+from ..mugraph.model import NO_DIM, kernel_shapes
 from ..mugraph.ops import MuGraphError
 from ..prune.space import TargetSpace
 from ..prune.terms import ir_output_terms
 from ..search import driver
 from ..search.enumerate import Counts, Enumerator, OutOfTime
 from ..search.generators import DEFAULT_CONFIG, Schedule, _dim_of, dim_labels, label_sizes
+from ..search.result import Failures
 from ..search.tune import renamed
-from ..verify import lower_to_mugraph, verify_many
+from ..verify import lower_to_mugraph, verify_each
 from .checkpoint import Checkpoint, checkpoint_path, load_checkpoint, store_checkpoint
 from .dims import (
     LOOP_VAR,
@@ -54,7 +55,15 @@ from .dims import (
     symbol,
     variable_prime,
 )
-from .sgraph import SGraph, instantiate, sgraph_from_json, sgraph_from_program, sgraph_to_json
+from .sgraph import (
+    Divides,
+    SGraph,
+    instantiate,
+    sgraph_from_json,
+    sgraph_from_program,
+    sgraph_to_json,
+    violation,
+)
 
 __all__ = ["Checkpoint", "checkpoint_path", "data_sizes", "input_symbols", "load_checkpoint",
            "rebind", "store_checkpoint", "structure_key", "symbolic_schedules",
@@ -213,12 +222,17 @@ def symbolic_search(reference: Graph, *, gpu="h100", budget_s: float = 60.0,
         driver._CONTEXT.clear()
     sgraphs = [sgraph_from_json(found[text]) for text in sorted(found)]
     notify(f"verifying {len(sgraphs)} sGraph(s) at a small binding")
-    verified = verify_small(sgraphs, reference, symbols, seed)
+    skipped: list[str] = []
+    failures = Failures()
+    verified = verify_small(sgraphs, reference, symbols, seed, skipped, failures)
     options = {"max_kernel_ops": max_kernel_ops, "max_block_ops": max_block_ops,
                "seed": seed, "prune": prune}
+    notes = [f"{len(skipped)} sGraph(s) skipped at the small binding; first: {skipped[0]}"
+             ] if skipped else []
     return Checkpoint(structure_key(reference, symbols), verified, counts.visited, counts.pruned,
                       counts.complete, len(sgraphs) - len(verified),
-                      time.monotonic() - start, budget_s, exhausted, options)
+                      time.monotonic() - start, budget_s, exhausted, options,
+                      notes=notes, failures=failures)
 
 
 def small_assignments(sgraph: SGraph) -> list[dict | None]:
@@ -226,21 +240,50 @@ def small_assignments(sgraph: SGraph) -> list[dict | None]:
             for kernel in sgraph.kernels]
 
 
-def verify_small(sgraphs: list[SGraph], reference: Graph, symbols: dict,
-                 seed: int) -> list[SGraph]:
+def verify_small(sgraphs: list[SGraph], reference: Graph, symbols: dict, seed: int,
+                 skipped: list[str] | None = None,
+                 failures: Failures | None = None) -> list[SGraph]:
     """The sGraphs the probabilistic verifier accepts at the small binding (every variable 2,
-    symbol Dk = 8 + 4k): a wrong structure fails there, whatever its sizes."""
+    symbol Dk = 8 + 4k): a wrong structure fails there, whatever its sizes.
+
+    An sGraph whose constraints the small binding cannot meet exactly (a variable that does
+    not divide its dim would leave a tile dim of 0 or a truncated one) is skipped, with the
+    reason appended to `skipped`; one whose check raises is dropped and counted in
+    `failures`. Neither is ever accepted."""
     if not sgraphs:
         return []
     sizes = small_sizes(symbols)
     small = rebind(reference, symbols, sizes)
+    failures = failures if failures is not None else Failures()
     graphs, kept = [], []
-    for sgraph in sgraphs:
+    for index, sgraph in enumerate(sgraphs):
         try:
-            graphs.append(instantiate(sgraph, sizes, small_assignments(sgraph)))
-            kept.append(sgraph)
-        except (MuGraphError, SymbolicError):
+            why = small_binding_problem(sgraph, sizes)
+            if why is None:
+                graph = instantiate(sgraph, sizes, small_assignments(sgraph))
+                kernel_shapes(graph)  # every tile divides exactly at this binding
+        except (MuGraphError, SymbolicError) as err:
+            why = str(err)
+        if why is not None:
+            if skipped is not None:
+                skipped.append(f"sGraph {index} ({sgraph.describe()}): {why}")
             continue
-    verdicts = verify_many(graphs, small, seed=seed) if graphs else []
-    return [s for s, verdict in zip(kept, verdicts) if verdict.equivalent]
+        graphs.append(graph)
+        kept.append(sgraph)
+    verdicts = verify_each(graphs, small, seed=seed,
+                           on_error=lambda err: failures.add("verify", err)) if graphs else []
+    return [s for s, verdict in zip(kept, verdicts) if verdict is not None and verdict.equivalent]
 
+
+def small_binding_problem(sgraph: SGraph, sizes: dict) -> str | None:
+    """Why the small binding does not instantiate `sgraph` exactly (None: it does): every
+    variable must divide the dim it splits, so every tile dim is a whole number >= 1."""
+    for kernel, assignment in zip(sgraph.kernels, small_assignments(sgraph)):
+        if kernel is None:
+            continue
+        for constraint in kernel.constraints:
+            if isinstance(constraint, Divides):
+                why = violation(constraint, sizes, assignment, None)
+                if why is not None:
+                    return why
+    return None

@@ -11,7 +11,8 @@ constraints any instantiation must meet:
   loop splits what the grid left);
 - blocks(gDi*gDj...): the block count lies in the GPU's window (a quarter of the SMs, at most
   max_blocks);
-- smem(sum of w * tile): the block's tiles, at their widths, fit in shared memory.
+- smem(tile + ...): the block's slots fit in shared memory (mugraph.model's one rule: every
+  slot fp32 and aligned, as the CUDA renderer lays them out).
 
 The constraints are collected as the program's parts are added (sgraph_from_program walks the
 loaders, the grid, then the tiles in op order) and evaluated by `violation` for a binding of
@@ -30,17 +31,15 @@ from dataclasses import dataclass
 
 from ..cost.hardware import GpuSpec
 from ..mugraph.model import (
-    ACCUM_BYTES,
-    DTYPE_BYTES,
     NO_DIM,
     KernelOp,
     MuGraph,
     block_shapes,
     kernel_shapes,
+    smem_bytes_of,
+    smem_slots,
 )
-from ..mugraph.ops import BLOCK_OPS
 from ..mugraph.serialize import mugraph_from_json, mugraph_to_json
-from ..mugraph.thread import register_tiles
 from ..search.generators import DEFAULT_CONFIG, GeneratorConfig
 from .dims import (
     LOOP_VAR,
@@ -75,10 +74,10 @@ class BlockCount:
 
 @dataclass(frozen=True)
 class SharedMemory:
-    tiles: tuple[tuple[Dim, int], ...]  # (tile elements, bytes per element)
+    tiles: tuple[Dim, ...]  # elements of each slot of mugraph.model.smem_slots
 
     def __str__(self) -> str:
-        return "smem(" + " + ".join(f"{w}*{d}" for d, w in self.tiles) + ")"
+        return "smem(" + " + ".join(str(d) for d in self.tiles) + ")"
 
 
 Constraint = Divides | BlockCount | SharedMemory
@@ -98,7 +97,7 @@ def violation(constraint: Constraint, sizes: dict, variables: dict, gpu: GpuSpec
         if floor <= blocks <= config.max_blocks:
             return None
         return f"{blocks} blocks outside [{floor}, {config.max_blocks}]"
-    need = sum(width * dim.evaluate(sizes, variables) for dim, width in constraint.tiles)
+    need = smem_bytes_of(dim.evaluate(sizes, variables) for dim in constraint.tiles)
     if need <= gpu.smem_per_block:
         return None
     return f"needs {need:,} bytes of shared memory, the target allows {gpu.smem_per_block:,}"
@@ -156,7 +155,7 @@ def kernel_variables(op: KernelOp) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _constraints(op: KernelOp, source_shapes, dtype: str) -> tuple[Constraint, ...]:
+def _constraints(op: KernelOp, source_shapes) -> tuple[Constraint, ...]:
     """Constraints of one generic block kernel, in the order its parts are added: the input
     loaders (exact divisions), the grid (block count), then every tile (shared memory)."""
     block = op.block
@@ -175,12 +174,8 @@ def _constraints(op: KernelOp, source_shapes, dtype: str) -> tuple[Constraint, .
         extent = Dim(tuple(f"D{v[2:]}" for v in grid_vars))
         found.append(BlockCount(grid_vars, extent))
     info = block_shapes(block, source_shapes)
-    accumulated = {o.output for o in block.ops if BLOCK_OPS[o.op].family == "accum"}
-    in_registers = register_tiles(block)
-    tiles = tuple((decode(math.prod(shape)),
-                   ACCUM_BYTES if tile in accumulated else DTYPE_BYTES.get(dtype, 2))
-                  for tile, shape in info.tiles.items() if tile not in in_registers)
-    found.append(SharedMemory(tiles))
+    found.append(SharedMemory(tuple(decode(math.prod(slot.shape))
+                                    for slot in smem_slots(block, info.tiles))))
     return tuple(dict.fromkeys(found))
 
 
@@ -195,7 +190,7 @@ def sgraph_from_program(ops, schedules, generic_inputs: dict, outputs, symbols: 
         if op.block is None:
             kernels.append(None)
             continue
-        constraints = _constraints(op, [shapes[t] for t in op.inputs], dtype)
+        constraints = _constraints(op, [shapes[t] for t in op.inputs])
         kernels.append(SymKernel(kernel_variables(op), tuple(schedule.grid_labels),
                                  schedule.loop_label, constraints))
     return SGraph(graph, tuple(kernels), dict(symbols))

@@ -11,9 +11,11 @@ from .probabilistic import (
                             Verdict,
                             trials_for,
                             verify,
+                            verify_each,
                             verify_many,
 )
 
 __all__ = ["DEFAULT_TRIALS", "DEGREE_BOUND", "LOWERINGS", "P", "PER_TRIAL_BOUND", "Q",
            "TARGET_FALSE_ACCEPT", "FieldArith", "FieldValue", "Verdict", "lower_to_mugraph",
-           "random_field_value", "random_omega", "trials_for", "verify", "verify_many"]
+           "random_field_value", "random_omega", "trials_for", "verify", "verify_each",
+           "verify_many"]

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlc.compiler.errors import MlcError
 from mlc.compiler.ir import Graph, interpret
 
 from ..mugraph import FloatArith, MuGraph, MuGraphError, kernel_shapes, run_mugraph
@@ -126,6 +127,32 @@ def verify_many(candidates, reference: Graph, *, trials: int | None = None, seed
         _float_stage([candidates[i] for i in pending], reference, seed, float_rtol,
                      trials, [seconds[i] for i in pending], done, pending)
     return done
+
+
+def verify_each(candidates, reference: Graph, *, seed: int = 0,
+                on_error=None) -> list[Verdict | None]:
+    """verify_many, but one candidate that raises (a bug on its path: interpreter, field
+    arithmetic) cannot take the others down: the batch is retried one by one and a failing
+    candidate gets None, its error passed to `on_error(err)`. MlcError (a refusal the user
+    must see) still propagates."""
+    candidates = list(candidates)
+    try:
+        return verify_many(candidates, reference, seed=seed)
+    except MlcError:
+        raise
+    except Exception:  # noqa: BLE001 - isolated below, candidate by candidate
+        pass
+    verdicts: list[Verdict | None] = []
+    for candidate in candidates:
+        try:
+            verdicts.append(verify_many([candidate], reference, seed=seed)[0])
+        except MlcError:
+            raise
+        except Exception as err:  # noqa: BLE001 - counted and reported by the caller
+            if on_error is not None:
+                on_error(err)
+            verdicts.append(None)
+    return verdicts
 
 
 def _check_pairing(candidate: MuGraph, reference: Graph) -> None:
