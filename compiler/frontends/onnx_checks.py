@@ -34,6 +34,15 @@ for _name in ("INT2", "UINT2"):  # newer onnx releases only
 
 # ---- opsets -----------------------------------------------------------------------------------
 
+def check_ir_version(model: onnx.ModelProto, source: str) -> None:
+    """The file format version must be one the installed onnx package knows (3 is the first
+    with opset imports); a larger one is a newer format or a corrupt file."""
+    if not 3 <= model.ir_version <= onnx.IR_VERSION:
+        raise MlcError(f"{source}: ONNX IR version {model.ir_version} is outside the range this "
+                       f"mlc reads (3..{onnx.IR_VERSION}); the file is corrupt or needs a newer "
+                       "onnx package")
+
+
 def default_opset(model: onnx.ModelProto, source: str) -> int:
     """The model's default-domain opset, refused when absent, ambiguous or out of range."""
     versions = {o.version for o in model.opset_import if o.domain in DEFAULT_DOMAINS}

@@ -23,6 +23,7 @@ from ..ir.shapes import ShapeError, check_allocation, check_constant_operands, c
 from ..ir.types import TensorType
 from .onnx_checks import (
     DEFAULT_DOMAINS,
+    check_ir_version,
     check_names,
     check_node_schema,
     check_node_types,
@@ -183,6 +184,7 @@ def import_onnx(model: onnx.ModelProto, source: str = "model.onnx",
     """
     graph = model.graph
     check_text(model, source)
+    check_ir_version(model, source)
     opset = default_opset(model, source)
     order, schemas = _checked_node_order(graph, source, opset)
     taken = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {

@@ -91,3 +91,14 @@ def test_regressions_found_by_the_large_fuzz_run(tmp_path, seed, kind):
     model, feeds = random_model(rng)
     data, _ = mutate(model, rng)
     assert evaluate(data, feeds, tmp_path).kind == kind
+
+
+@pytest.mark.parametrize("seed", [2004064, 2004731])
+def test_corrupt_ir_version_is_refused(tmp_path, seed):
+    """flip_bytes turned ir_version into 121 / 43: onnxruntime refuses the file, so must mlc
+    (found by `bench/fuzz_onnx.py --valid 3000 --mutated 10000 --seed 999000`)."""
+    rng = np.random.default_rng(seed)
+    model, feeds = random_model(rng)
+    data, _ = mutate(model, rng)
+    outcome = evaluate(data, feeds, tmp_path)
+    assert outcome.kind == "clear_error" and "IR version" in outcome.detail

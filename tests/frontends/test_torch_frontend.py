@@ -189,7 +189,10 @@ def test_misc_ops_match_eager():
     x = torch.randn(4, 8)
     idx = torch.tensor([3, 0, 1, 1])
     graph = check(Misc(), x, idx)
-    assert graph.outputs[6] in graph.weights  # the arange/mod/eq chain folded to a constant
+    # the arange/mod/eq chain folded to a constant, returned under its name by an Identity
+    assert graph.outputs[6] == "output_6"
+    (folded,) = [n for n in graph.nodes if n.outputs == ("output_6",)]
+    assert folded.op == "Identity" and folded.inputs[0] in graph.weights
     assert {"Split", "Concat", "Slice", "Pad", "Tile", "Where", "Gather", "Mod",
             "GatherElements", "IsNaN"} <= set(
         graph.op_counts())

@@ -20,7 +20,10 @@ from mlc.compiler.superopt.mugraph.fixtures import (
 from mlc.specs.workloads import get_workload
 
 WORKLOADS = ["rmsnorm_matmul", "gated_mlp", "lora", "gqa", "qknorm", "ntrans"]
-MIRAGE_SMEM_BYTES = 96 * 1024  # Mirage's MAX_SMEM_SIZE: every fixture fits it
+# Mirage sized these for its MAX_SMEM_SIZE (96 KiB, fp16 tiles, fused tiles in registers); our
+# one shared-memory rule is the CUDA renderer's (every tile an fp32 slot), under which every
+# fixture fits the H100's opt-in 227 KiB per block (ntrans and qknorm need more than 96 KiB).
+H100_SMEM_BYTES = 227 * 1024
 
 
 def random_inputs(graph, seed: int = 0) -> dict[str, np.ndarray]:
@@ -62,7 +65,7 @@ def test_fixture_matches_its_workload(name):
     spec = fixture_workload(name)
     reference = get_workload(spec)
     assert graph.inputs == {n: t.shape for n, t in reference.inputs.items()}
-    validate(graph, smem_limit_bytes=MIRAGE_SMEM_BYTES)
+    validate(graph, smem_limit_bytes=H100_SMEM_BYTES)
     assert relative_error(graph, spec) < 1e-9
 
 
