@@ -55,6 +55,12 @@ def _report_md(model: str, target: str, rows: list[dict], notes: list[str], seco
     return "\n".join(lines)
 
 
+def _failed(row: dict) -> str:
+    """The summary's mention of dropped candidates (the first error is in the notes)."""
+    count = row["candidates_failed"]
+    return f", {count} candidate(s) failed: see report notes" if count else ""
+
+
 def default_cache_dir() -> Path:
     """$MLC_CACHE_DIR, else ~/.cache/mlc/search."""
     env = os.environ.get("MLC_CACHE_DIR")
@@ -185,7 +191,8 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
     text += [f"  {r['kernel']} ×{r['instances']}: {r['est_time_us']:.2f} µs vs "
              f"{r['baseline_est_time_us']:.2f} µs unfused "
              f"({r['verification'] + ' verified' if r['verified'] else 'baseline kept'}, "
-             f"{r['search']} search{', cached' if r['cached'] else ''})" for r in rows]
+             f"{r['search']} search{', cached' if r['cached'] else ''}{_failed(r)})"
+             for r in rows]
     if rows:
         text.append(f"fused regions: {total:.1f} µs vs {base:.1f} µs unfused (estimated, "
                     f"{gpu.name})")

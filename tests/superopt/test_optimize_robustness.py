@@ -85,24 +85,47 @@ def test_one_shared_memory_rule_for_validation_cost_and_renderer(graph):
     render_triton(graph)
 
 
-def test_instantiation_only_accepts_what_the_renderer_renders():
+@pytest.fixture(scope="module")
+def rms_checkpoint():
+    """The verified sGraphs of prism_rms_norm's structure (a short symbolic search)."""
+    from mlc.compiler.superopt.symbolic.search import symbolic_search
+    from mlc.specs.workloads import get_workload
+
+    return symbolic_search(get_workload("prism_rms_norm:small"), budget_s=1.5, workers=1)
+
+
+def test_instantiation_only_accepts_what_the_renderer_renders(rms_checkpoint):
     from mlc.compiler.superopt.search.generators import dim_labels
     from mlc.compiler.superopt.symbolic.instantiate import instantiate_sgraph
-    from mlc.compiler.superopt.symbolic.search import data_sizes, input_symbols, symbolic_search
+    from mlc.compiler.superopt.symbolic.search import data_sizes, input_symbols
     from mlc.compiler.superopt.verify import lower_to_mugraph
     from mlc.specs.workloads import get_workload
 
-    checkpoint = symbolic_search(get_workload("prism_rms_norm:small"), budget_s=1.5, workers=1)
-    assert checkpoint.sgraphs
+    assert rms_checkpoint.sgraphs
     big = get_workload("prism_rms_norm:d=2048")  # the shape that once failed to render
     symbols = input_symbols(big)
     sizes = data_sizes(big, symbols)
     gpu = load_gpu("h100")
-    instances = [i for s in checkpoint.sgraphs for i in instantiate_sgraph(
+    instances = [i for s in rms_checkpoint.sgraphs for i in instantiate_sgraph(
         s, big, sizes, gpu, dim_labels(lower_to_mugraph(big)))]
     assert instances
     for instance in instances:
         render_module(instance.graph, smem_limit_bytes=gpu.smem_per_block)
+
+
+def test_an_sgraph_the_small_binding_cannot_tile_is_skipped_with_a_reason(rms_checkpoint,
+                                                                          monkeypatch):
+    from mlc.compiler.superopt.symbolic import search
+    from mlc.specs.workloads import get_workload
+
+    reference = get_workload("prism_rms_norm:small")
+    symbols = search.input_symbols(reference)
+    split = [s for s in rms_checkpoint.sgraphs if any(k and k.variables for k in s.kernels)]
+    assert split
+    monkeypatch.setattr(search, "SMALL_BASE", 9)  # odd sizes: no variable 2 divides them
+    skipped: list[str] = []
+    assert search.verify_small(split, reference, symbols, 0, skipped) == []
+    assert len(skipped) == len(split) and all("∤" in why for why in skipped)
 
 
 def test_a_candidate_that_raises_is_dropped_counted_and_reported(monkeypatch, tmp_path):
