@@ -114,7 +114,10 @@ def _run_workers(world_size: int, config: TrainConfig, tmp: str) -> dict:
         while not context.join():
             pass
     except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:
-        raise MlcError(_failure_message(tmp, err)) from None
+        message, bad_input = _failure_message(tmp, err)
+        if bad_input:
+            raise MlcError(message) from None
+        raise WorkerFailure(message) from None  # a bug in a worker: exit 70, not "bad input"
     finally:
         if context is not None:
             _stop(context.processes)
@@ -139,7 +142,13 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _failure_message(error_dir: str, err: Exception) -> str:
+class WorkerFailure(RuntimeError):
+    """A rank failed on something other than bad input (an mlc bug, or a rank killed from
+    outside); the CLI reports it as an internal error (exit 70)."""
+
+
+def _failure_message(error_dir: str, err: Exception) -> tuple[str, bool]:
+    """The first rank's failure as one line, and whether it was bad input (an MlcError)."""
     failures = []
     for path in Path(error_dir).glob("rank*.json"):
         try:
@@ -151,11 +160,12 @@ def _failure_message(error_dir: str, err: Exception) -> str:
         stage = first["stage"] is not None
         if first.get("user"):  # a problem with the input (an MlcError): its message first
             where = f"rank {first['rank']}" + (f", stage {first['stage']}" if stage else "")
-            return f"{first['error']} ({where}; the other workers were stopped)"
+            return f"{first['error']} ({where}; the other workers were stopped)", True
         where = f"rank {first['rank']}" + (f" (stage {first['stage']})" if stage else "")
-        return f"{where} failed: {first['error']}; the other workers were stopped"
+        return f"{where} failed: {first['error']}; the other workers were stopped", False
     rank = getattr(err, "error_index", "?")
-    return f"rank {rank} died ({str(err).strip().splitlines()[-1]}); the others were stopped"
+    return (f"rank {rank} died ({str(err).strip().splitlines()[-1]}); the others were stopped",
+            False)
 
 
 def _stop(processes) -> None:

@@ -27,12 +27,16 @@ from mlc.runtime.torch_executor import TorchGraphModule
 
 
 def _train(*args, env=None):
-    """`mlc train ARGS` in this process (so its workers are our children); MlcError as the CLI
-    would print it."""
+    """`mlc train ARGS` in this process (so its workers are our children); errors and exit codes
+    as the CLI would print them (MlcError: 1, any other exception: 70)."""
     result = CliRunner().invoke(cli, ["train", *map(str, args)], env=env)
     output = result.output
     if isinstance(result.exception, MlcError):
         output += f"error: {result.exception}\n"
+    elif result.exception is not None and not isinstance(result.exception, SystemExit):
+        # what cli.common.handle_errors makes of any other exception: an internal error
+        output += f"internal error: {type(result.exception).__name__}: {result.exception}\n"
+        return 70, output
     return result.exit_code, output
 
 
@@ -151,7 +155,7 @@ def test_worker_failure_stops_everyone(tmp_path):
     before = set(_children())
     code, output = _train(directory, "--steps", 2, "--timeout", 30,
                           env={"MLC_TRAIN_FAIL_RANK": "1"})
-    assert code == 1
+    assert code == 70  # a worker's bug is an internal error, not bad input
     assert "rank 1 (stage 1) failed: RuntimeError: injected failure" in output
     assert "other workers were stopped" in output
     assert set(_children()) <= before
