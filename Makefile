@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not gpu" tests
+	# -P: the repo root stays off sys.path, so its kernels/ folder cannot shadow the `kernels`
+	# package that transformers imports (mlc itself is installed as mlc.kernels).
+	$(PY) -P -m pytest -q -m "not gpu" tests
 
 demo: $(STAMP)
 	$(VENV)/bin/mlc inspect workload:rmsnorm_matmul

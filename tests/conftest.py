@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# The repository's top-level folders (kernels/, compiler/, ...) are installed as mlc.kernels,
+# mlc.compiler, ...; on sys.path (`python -m pytest` from the root puts it there) kernels/
+# would shadow the `kernels` package transformers imports. Keep the root off sys.path.
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != _ROOT]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Generated Triton runs on CPU tensors through Triton's interpreter unless a run asks otherwise

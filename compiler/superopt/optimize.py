@@ -3,6 +3,11 @@
 Requires a typed Graph. Ensures a Graph that computes the same outputs (every fused region is
 either a verified search result or the region's own unfused lowering), plus one report row per
 region, so `mlc run` on the artifact matches the original model.
+
+Robustness: a candidate whose building, interpreting, verifying, costing or rendering raises is
+dropped and counted (the row's `candidates_failed`, the first error in the notes); a region
+whose whole search raises keeps its unfused lowering, with a note. Only MlcError (a refusal
+the user must act on) and interrupts end the run.
 """
 
 from __future__ import annotations

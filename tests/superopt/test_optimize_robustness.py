@@ -154,6 +154,23 @@ def test_a_candidate_that_raises_is_dropped_counted_and_reported(monkeypatch, tm
     assert any("injected verifier failure" in note for note in report["notes"])
 
 
+def test_programs_whose_costing_raises_are_dropped_and_counted(monkeypatch, tmp_path):
+    from mlc.compiler.superopt.search import driver
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected costing failure")
+
+    monkeypatch.setattr(driver, "tune", broken)  # the forked workers inherit the patch
+    out = tmp_path / "out"
+    result = run_cli("optimize", "workload:prism_rms_norm:small", "--out", out, "--budget", "1",
+                     "--search", "concrete", "--no-cache")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    (row,) = report["kernels"]
+    assert row["candidates_failed"] > 0 and not row["verified"]
+    assert any("cost: RuntimeError: injected costing failure" in n for n in report["notes"])
+
+
 def test_a_region_whose_search_raises_keeps_its_unfused_lowering(monkeypatch, tmp_path):
     from mlc.compiler.superopt.search import driver
 

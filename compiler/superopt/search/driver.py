@@ -58,20 +58,25 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _CONTEXT: dict = {}  # set in the parent before the pool forks; read by _run_task
 
 
-def _run_task(task) -> tuple[Counts, list, bool]:
+def _run_task(task) -> tuple[Counts, list, bool, Failures]:
     """Enumerate one share of the first kernel op's choices; return counts, the cheapest
-    sized programs as (est_time_us, µGraph JSON), and whether the deadline cut it short."""
+    sized programs as (est_time_us, µGraph JSON), whether the deadline cut it short, and the
+    programs whose sizing or costing raised (dropped)."""
     kernel_ops, choices = task
     enumerator: Enumerator = _CONTEXT["enumerator"]
     reference, gpu = _CONTEXT["reference"], _CONTEXT["gpu"]
     enumerator.counts = Counts()
     best: list = []  # max-heap by time via negation: (-time, order, graph)
-    timed_out = False
+    timed_out, failures = False, Failures()
     try:
         order = 0
         for program in enumerator.run(choices, kernel_ops):
-            sized = tune(program, reference, gpu)
-            variants = split_variants(program, reference, enumerator.labels, gpu)
+            try:
+                sized = tune(program, reference, gpu)
+                variants = split_variants(program, reference, enumerator.labels, gpu)
+            except Exception as err:  # noqa: BLE001 - one program's bug drops it, counted
+                failures.add("cost", err)
+                continue
             for graph, time_us in ([sized] if sized else []) + variants:
                 order += 1
                 item = (-time_us, order, graph)
@@ -82,7 +87,7 @@ def _run_task(task) -> tuple[Counts, list, bool]:
     except OutOfTime:
         timed_out = True
     found = [(-t, mugraph_to_json(g)) for t, _, g in sorted(best, reverse=True)]
-    return enumerator.counts, found, timed_out
+    return enumerator.counts, found, timed_out, failures
 
 
 def split_tasks(choices: list, max_kernel_ops: int, workers: int) -> list:
@@ -195,11 +200,13 @@ def search(reference: Graph, *, gpu="h100", budget_s: float = 60.0, max_kernel_o
                             deadline=start + budget_s * ENUMERATION_SHARE)
     _CONTEXT.update(enumerator=enumerator, reference=reference, gpu=spec)
     tasks = split_tasks(enumerator.top_choices(), max_kernel_ops, workers)
-    counts, found, exhausted = Counts(), {}, False
+    counts, found, exhausted, failures = Counts(), {}, False, Failures()
     try:  # closing: an exception here (Ctrl-C) ends the worker pool at once
         with contextlib.closing(run_tasks(tasks, workers)) as results:
-            for done, (task_counts, task_found, timed_out) in enumerate(results, 1):
+            for done, (task_counts, task_found, timed_out, task_failures) in enumerate(
+                    results, 1):
                 counts.add(task_counts)
+                failures.merge(task_failures)
                 exhausted |= timed_out
                 for time_us, doc in task_found:
                     found[json.dumps(doc, sort_keys=True)] = (time_us, doc)
@@ -208,7 +215,6 @@ def search(reference: Graph, *, gpu="h100", budget_s: float = 60.0, max_kernel_o
     finally:
         _CONTEXT.clear()
     ranked = [found[text] for text in sorted(found, key=lambda text: (found[text][0], text))]
-    failures = Failures()
     candidates, exhausted = _verify(ranked, reference, seed, keep, deadline, exhausted, notify,
                                     failures)
     best = Candidate(baseline, baseline_time, False, "none")  # also when it beats them all

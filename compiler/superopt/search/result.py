@@ -41,6 +41,11 @@ class Failures:
         if self.first is None:
             self.first = f"{stage}: {type(err).__name__}: {err}"
 
+    def merge(self, other: Failures) -> None:
+        """Add another record's count (a worker's); keep the first error seen."""
+        self.count += other.count
+        self.first = self.first or other.first
+
     def note(self) -> list[str]:
         """The report note (none when nothing failed)."""
         if not self.count:
