@@ -248,3 +248,22 @@ def test_prism_rms_norm_sweep_shape_renders(mode, tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(p.suffix for p in (out / "kernels").iterdir()) == [".cu", ".json", ".py",
                                                                       ".svg"]
+
+
+def test_a_candidate_too_large_to_interpret_is_refused_not_run(monkeypatch):
+    """A candidate whose tiles, held behind grid and loop axes, would exceed the interpreter's
+    cap gets a "too large" verdict at once (it used to be interpreted for minutes past the
+    search budget); candidates under the cap are still verified."""
+    from mlc.compiler.superopt.mugraph.fixtures import fixture_workload, load_fixture
+    from mlc.compiler.superopt.verify import probabilistic
+    from mlc.specs.workloads import get_workload
+
+    graph = load_fixture("rmsnorm_matmul_small")
+    reference = get_workload(fixture_workload("rmsnorm_matmul_small"))
+    volume = probabilistic.interpreted_elements(graph)
+    assert volume >= max(np.prod(s) for s in graph.inputs.values())
+    (ok,) = probabilistic.verify_many([graph], reference)
+    assert ok.equivalent
+    monkeypatch.setattr(probabilistic, "MAX_VERIFY_ELEMENTS", volume - 1)
+    (refused,) = probabilistic.verify_many([graph], reference)
+    assert not refused.equivalent and refused.stage == "too large" and refused.trials == 0

@@ -36,7 +36,14 @@ import numpy as np
 from mlc.compiler.errors import MlcError
 from mlc.compiler.ir import Graph, interpret
 
-from ..mugraph import FloatArith, MuGraph, MuGraphError, kernel_shapes, run_mugraph
+from ..mugraph import (
+    FloatArith,
+    MuGraph,
+    MuGraphError,
+    block_shapes,
+    kernel_shapes,
+    run_mugraph,
+)
 from .field import FieldArith, P, Q, random_field_value, random_omega
 from .lowering import lower_to_mugraph
 
@@ -106,7 +113,10 @@ def verify_many(candidates, reference: Graph, *, trials: int | None = None, seed
         return [Verdict(False, None, math.nan, 0, 0.0, "too large") for _ in candidates]
     shapes = list(lowered.inputs.values())
     seconds = [0.0] * len(candidates)
-    done: list[Verdict | None] = [None] * len(candidates)
+    done: list[Verdict | None] = [
+        Verdict(False, None, math.nan, 0, 0.0, "too large")
+        if interpreted_elements(candidate) > MAX_VERIFY_ELEMENTS else None
+        for candidate in candidates]
     for trial in range(trials):
         start = time.perf_counter()
         rng = np.random.default_rng([seed, trial])
@@ -127,6 +137,23 @@ def verify_many(candidates, reference: Graph, *, trials: int | None = None, seed
         _float_stage([candidates[i] for i in pending], reference, seed, float_rtol,
                      trials, [seconds[i] for i in pending], done, pending)
     return done
+
+
+def interpreted_elements(graph: MuGraph) -> int:
+    """Largest tensor the vectorized interpreter materializes for `graph`: kernel tensors, and
+    every block tile held behind its grid and for-loop axes (blocks x iterations x tile). A
+    candidate past MAX_VERIFY_ELEMENTS is refused as "too large" instead of being interpreted
+    for minutes (or exhausting memory) past the search's budget."""
+    shapes = kernel_shapes(graph)
+    largest = max((math.prod(shape) for shape in shapes.values()), default=0)
+    for op in graph.ops:
+        if op.op != "block":
+            continue
+        block = op.block
+        tiles = block_shapes(block, [shapes[t] for t in op.inputs]).tiles
+        copies = math.prod(block.grid) * block.forloop_range
+        largest = max([largest, *(copies * math.prod(tile) for tile in tiles.values())])
+    return largest
 
 
 def verify_each(candidates, reference: Graph, *, seed: int = 0,
