@@ -144,7 +144,7 @@ def test_a_candidate_that_raises_is_dropped_counted_and_reported(monkeypatch, tm
 
     monkeypatch.setattr(probabilistic, "verify_many", flaky)
     out = tmp_path / "out"
-    result = run_cli("optimize", "workload:prism_rms_norm:small", "--out", out, "--budget", "2",
+    result = run_cli("optimize", "workload:prism_rms_norm:small", "--out", out, "--budget", "4",
                      "--search", "concrete", "--no-cache")
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
@@ -162,7 +162,8 @@ def test_programs_whose_costing_raises_are_dropped_and_counted(monkeypatch, tmp_
 
     monkeypatch.setattr(driver, "tune", broken)  # the forked workers inherit the patch
     out = tmp_path / "out"
-    result = run_cli("optimize", "workload:prism_rms_norm:small", "--out", out, "--budget", "1",
+    # a budget a loaded CI machine still reaches the first costed program within
+    result = run_cli("optimize", "workload:prism_rms_norm:small", "--out", out, "--budget", "6",
                      "--search", "concrete", "--no-cache")
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
