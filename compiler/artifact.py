@@ -99,13 +99,30 @@ def _write_manifest(folder: Path) -> None:
 
 
 def _files_not_written_by_mlc(folder: Path) -> list[str]:
-    """Files in `folder` that its manifest (written with the artifact) does not list."""
-    present = [name for name in _listed_files(folder) if name != MANIFEST]
+    """Files in `folder` that no manifest lists: its own, or that of an artifact nested in it
+    (e.g. `mlc serve PLAN` writes PLAN/serve/, which a new plan may replace)."""
+    listed = {Path(name) for name in _manifest_files(folder)}
+    nested = {path.parent: {Path(name) for name in _manifest_files(path.parent)}
+              for path in folder.rglob(MANIFEST) if path.parent != folder}
+    foreign = []
+    for name in _listed_files(folder):
+        relative = Path(name)
+        if relative.name == MANIFEST or relative in listed:
+            continue
+        owners = [d for d in nested if d in (folder / relative).parents]
+        owner = max(owners, key=lambda d: len(d.parts), default=None)
+        if owner is None or (folder / relative).relative_to(owner) not in nested[owner]:
+            foreign.append(name)
+    return foreign
+
+
+def _manifest_files(folder: Path) -> list[str]:
+    """The files an artifact's manifest lists ([] when it has none or it does not parse)."""
     try:
-        listed = set(json.loads((folder / MANIFEST).read_text())["files"])
+        files = json.loads((folder / MANIFEST).read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
-        listed = set()
-    return [name for name in present if name not in listed]
+        return []
+    return [name for name in files if isinstance(name, str)] if isinstance(files, list) else []
 
 
 def write_artifact(out: Path, graph: Graph, report: dict, report_md: str, *,

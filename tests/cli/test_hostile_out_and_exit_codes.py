@@ -138,3 +138,18 @@ def test_npz_roundtrip_still_runs(tmp_path):
     np.savez(tmp_path / "in.npz", x=np.zeros((4, 64), np.float32))
     result = run_cli("run", MLP, "--inputs", tmp_path / "in.npz")
     assert result.returncode == 0, result.stderr
+
+
+def test_an_artifact_holding_another_mlc_artifact_is_replaced_but_not_a_user_file(tmp_path):
+    """`mlc serve PLAN` writes PLAN/serve/: replanning into PLAN may replace both (mlc wrote
+    them), but not a user's file inside the nested artifact."""
+    out = tmp_path / "art"
+    assert run_cli("import", MLP, "--out", out).returncode == 0
+    assert run_cli("import", MLP, "--out", out / "nested").returncode == 0
+    assert run_cli("import", MLP, "--out", out).returncode == 0
+    assert not (out / "nested").exists()
+    assert run_cli("import", MLP, "--out", out / "nested").returncode == 0
+    (out / "nested" / "mine.txt").write_text("mine")
+    result = run_cli("import", MLP, "--out", out)
+    assert result.returncode == 1 and "nested/mine.txt" in result.stderr
+    assert (out / "nested" / "mine.txt").read_text() == "mine"
