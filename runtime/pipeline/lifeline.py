@@ -109,10 +109,19 @@ def sweep_stale_runs(temp_dir: str | None = None) -> list[str]:
             continue
         for path in [Path(p) for p in owner["paths"]] + [run_dir]:
             # only our own kind of folder, directly in the temp folder
-            if path.parent == temp_dir and path.name.startswith(("pymp-", RUN_PREFIX)):
+            if path.parent == temp_dir and path.name.startswith(("pymp-", RUN_PREFIX)) \
+                    and _owned_folder(path):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(str(path))
     return removed
+
+
+def _owned_folder(path: Path) -> bool:
+    """A real folder (not a link) this user owns: the only kind a sweep may remove."""
+    try:
+        return not path.is_symlink() and path.is_dir() and path.stat().st_uid == os.getuid()
+    except OSError:
+        return False
 
 
 def _read_owner(run_dir: Path) -> dict | None:
