@@ -99,6 +99,7 @@ class OptimizeResult:
     results: list[RegionResult]
     notes: list[str] = field(default_factory=list)
     search_seconds: float = 0.0
+    source: Graph | None = None  # the canonicalized graph before fusion (what regions cut)
 
 
 def optimize_graph(graph: Graph, options: OptimizeOptions = OptimizeOptions(),
@@ -143,7 +144,7 @@ def optimize_graph(graph: Graph, options: OptimizeOptions = OptimizeOptions(),
     replacements = [(region, json.dumps(mugraph_to_json(result.best)))
                     for result in results for region in result.regions]
     fused = fuse_regions(graph, replacements) if replacements else graph
-    return OptimizeResult(fused, results, notes, time.perf_counter() - start)
+    return OptimizeResult(fused, results, notes, time.perf_counter() - start, graph)
 
 
 def _search_region(reference: Graph, mode: str, common: dict, checkpoints: dict,

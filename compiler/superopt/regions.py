@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 
 from mlc.compiler.ir.graph import Graph, Node
-from mlc.compiler.ir.types import TensorType
 
+from .constants import absorbed_constants, constant_digest
 from .search.generators import DEFAULT_CONFIG
 from .verify.lowering import LOWERINGS
 
@@ -33,13 +33,19 @@ class Region:
     key: str  # canonical hash: identical regions share it
 
 
-def supported(node: Node, types: dict[str, TensorType]) -> bool:
-    """Can this node be part of a µGraph region (a lowering exists and its operands fit)?"""
+def supported(node: Node, graph: Graph) -> bool:
+    """Can this node be part of a µGraph region (a lowering exists and its operands fit)?
+    Constants the lowering absorbs (constants.py) are not operands."""
     if node.op not in LOWERINGS:
         return False
-    operands = [types[n] for n in node.inputs + node.outputs]
+    types = graph.types
+    absorbed = absorbed_constants(node, graph)
+    operands = [types[n] for n in node.inputs + node.outputs if n not in absorbed]
     if any(t.dtype not in FLOAT_TYPES or t.rank == 0 for t in operands):
         return False
+    if node.op == "LayerNormalization":
+        rank = types[node.inputs[0]].rank
+        return len(node.outputs) == 1 and node.attrs.get("axis", -1) % rank == rank - 1
     if node.op == "MatMul":
         return min(types[n].rank for n in node.inputs) >= 2
     if node.op.startswith("Reduce"):
@@ -98,14 +104,14 @@ def _grow(graph: Graph, max_nodes: int, max_matmuls: int, max_inputs: int) -> li
             if upstream and not through:
                 return False
         produced = {o for j in members for o in graph.nodes[j].outputs}
-        outside = {x for j in list(members) + [i] for x in graph.nodes[j].inputs} - produced
+        outside = {x for j in list(members) + [i] for x in _operands(graph, j)} - produced
         if len(outside - set(node.outputs)) > max_inputs:
             return False
         # convex: no ancestor of node i outside the region descends from the region
         return not any(ancestors[j] & members for j in ancestors[i] - members)
 
     for i, node in enumerate(graph.nodes):
-        if not supported(node, graph.types):
+        if not supported(node, graph):
             continue
         if node.op == "MatMul" and siblings(i):
             candidates = {region_of[j] for j in siblings(i) if j in region_of}
@@ -123,19 +129,28 @@ def _grow(graph: Graph, max_nodes: int, max_matmuls: int, max_inputs: int) -> li
     return regions
 
 
+def _operands(graph: Graph, index: int) -> list[str]:
+    """The inputs of node `index` that a region must read (absorbed constants are not)."""
+    node = graph.nodes[index]
+    absorbed = absorbed_constants(node, graph)
+    return [x for x in node.inputs if x not in absorbed]
+
+
 def _region(graph: Graph, members: list[int]) -> Region:
     nodes = [graph.nodes[i] for i in members]
     produced = {out for n in nodes for out in n.outputs}
     inputs: list[str] = []
-    for n in nodes:
-        for x in n.inputs:
+    for i in members:
+        for x in _operands(graph, i):
             if x not in produced and x not in inputs:
                 inputs.append(x)
+    constants = {x: graph.weights[x] for i in members
+                 for x in set(graph.nodes[i].inputs) - set(_operands(graph, i))}
     later = {x for i, n in enumerate(graph.nodes) if i not in members for x in n.inputs}
     outputs = tuple(o for n in nodes for o in n.outputs
                     if o in later or o in graph.outputs)
     reference = Graph.build(f"region_{nodes[0].name}", {x: graph.types[x] for x in inputs},
-                            nodes, outputs)
+                            nodes, outputs, constants)
     return Region(tuple(n.name for n in nodes), tuple(inputs), outputs, reference,
                   region_key(reference))
 
@@ -143,12 +158,14 @@ def _region(graph: Graph, members: list[int]) -> Region:
 def region_key(reference: Graph) -> str:
     """A hash of the region's structure and shapes, blind to value and node names."""
     index = {name: f"in{i}" for i, name in enumerate(reference.inputs)}
+    index.update({name: f"c{i}" for i, name in enumerate(reference.weights)})
     body = []
     for n, node in enumerate(reference.nodes):
         for k, out in enumerate(node.outputs):
             index[out] = f"v{n}.{k}"
         body.append([node.op, [index[x] for x in node.inputs], sorted(node.attrs.items())])
     doc = {"inputs": [[list(t.shape), t.dtype] for t in reference.inputs.values()],
+           "constants": [constant_digest(w) for w in reference.weights.values()],
            "nodes": body, "outputs": [index[o] for o in reference.outputs]}
     return hashlib.sha256(json.dumps(doc, default=str).encode()).hexdigest()[:16]
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .unary import NUMPY as NUMPY_ACTIVATIONS
+from .unary import torch_activation
+
 
 class FloatArith:
     """Plain numpy floating point (float64 for checks, float32 to mimic a kernel)."""
@@ -63,6 +66,13 @@ class FloatArith:
 
     def scale(self, a, factor: float):
         return a * self.dtype.type(factor)
+
+    def shift(self, a, value: float):
+        return a + self.dtype.type(value)
+
+    def activation(self, name: str, a):
+        """One of unary.ACTIVATIONS (gelu, gelu_tanh, sigmoid, tanh, erf)."""
+        return NUMPY_ACTIVATIONS[name](a).astype(self.dtype, copy=False)
 
     def divide_by_count(self, a, count: int):
         """a / count for a positive integer count (a mean's denominator)."""
@@ -134,6 +144,12 @@ class TorchArith:
 
     def scale(self, a, factor: float):
         return a * factor
+
+    def shift(self, a, value: float):
+        return a + value
+
+    def activation(self, name: str, a):
+        return torch_activation(self.torch, name, a)
 
     def divide_by_count(self, a, count: int):
         return a / count

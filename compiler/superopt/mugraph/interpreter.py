@@ -11,6 +11,7 @@ import numpy as np
 
 from .model import NO_DIM, BlockGraph, MuGraph, block_shapes, kernel_shapes
 from .ops import BLOCK_OPS, MuGraphError
+from .unary import ACTIVATIONS, library_activation
 
 LEAD = 4  # grid x, grid y, grid z, loop iteration
 ITER_AXIS = 3
@@ -118,6 +119,10 @@ def _tile_op(arith, op, inputs, tile_rank):
         return binary[op.op](*_same_rank(arith, [a, inputs[1]]))
     if op.op == "mul_scalar":
         return arith.scale(a, attrs["scale"])
+    if op.op == "add_scalar":
+        return arith.shift(a, attrs["value"])
+    if op.op in ACTIVATIONS:
+        return arith.activation(op.op, a)
     if op.op in ("reduce_sum", "reduce_max"):
         axes = _tile_axes(tile_rank, (attrs["dim"] % tile_rank,))
         return (arith.sum if op.op == "reduce_sum" else arith.max)(a, axes)
@@ -125,7 +130,26 @@ def _tile_op(arith, op, inputs, tile_rank):
         width = arith.shape(a)[-1]
         mean = arith.divide_by_count(arith.sum(arith.mul(a, a), (-1,)), width)
         return arith.div(a, arith.sqrt(mean))
+    if op.op == "softmax":
+        return row_softmax(arith, a)
+    if op.op == "layer_norm":
+        return row_layer_norm(arith, a, attrs["eps"])
     raise MuGraphError(f"no semantics for tile op {op.op!r}")
+
+
+def row_softmax(arith, a):
+    """exp(a - max) / sum(exp(a - max)) over the last dim (the lowering of IR Softmax)."""
+    exp = arith.exp(arith.sub(a, arith.max(a, (-1,))))
+    return arith.div(exp, arith.sum(exp, (-1,)))
+
+
+def row_layer_norm(arith, a, eps: float):
+    """(a - mean) / sqrt(mean((a - mean)^2) + eps) over the last dim, in the order the
+    lowering of IR LayerNormalization computes it."""
+    width = arith.shape(a)[-1]
+    centered = arith.sub(a, arith.divide_by_count(arith.sum(a, (-1,)), width))
+    variance = arith.divide_by_count(arith.sum(arith.mul(centered, centered), (-1,)), width)
+    return arith.div(centered, arith.sqrt(arith.shift(variance, eps)))
 
 
 def run_block(arith, block: BlockGraph, sources: list) -> list:
@@ -168,6 +192,13 @@ def _library_op(arith, op, inputs):
         return binary[op.op](*inputs)
     if op.op in unary:
         return unary[op.op](inputs[0])
+    activation = library_activation(op.op, attrs)
+    if activation is not None:
+        return arith.activation(activation, inputs[0])
+    if op.op == "Scale":
+        return arith.scale(inputs[0], attrs["scale"])
+    if op.op == "Shift":
+        return arith.shift(inputs[0], attrs["value"])
     rank = len(arith.shape(inputs[0]))
     axis = (attrs["dim"] % rank,)
     if op.op == "ReduceSum":

@@ -93,6 +93,14 @@ BLOCK_OPS: dict[str, TileOp] = dict([
     _row("square", 1, _elementwise, "unary"),
     _row("neg", 1, _elementwise, "unary"),
     _row("mul_scalar", 1, _elementwise, "unary", scale=1.0),
+    # the activations real models use (GELU erf and tanh forms, sigmoid, tanh, erf) and a
+    # constant shift (a norm's epsilon, GELU's "1 +"); see unary.py for their semantics
+    _row("gelu", 1, _elementwise, "unary", 10),
+    _row("gelu_tanh", 1, _elementwise, "unary", 12),
+    _row("sigmoid", 1, _elementwise, "unary", 5),
+    _row("tanh", 1, _elementwise, "unary", 4),
+    _row("erf", 1, _elementwise, "unary", 8),
+    _row("add_scalar", 1, _elementwise, "unary", value=0.0),
     _row("add", 2, _elementwise, "binary"),
     _row("sub", 2, _elementwise, "binary"),
     _row("mul", 2, _elementwise, "binary"),
@@ -103,6 +111,10 @@ BLOCK_OPS: dict[str, TileOp] = dict([
     _row("reduce_max", 1, _reduce_dim, "reduce", dim=-1),
     # x / sqrt(mean(x^2 over the tile's last dim)): only right when the tile holds whole rows
     _row("rms_norm", 1, _elementwise, "norm", 4),
+    # row-wise over the tile's last dim, so equally only right on whole rows: the safe softmax
+    # exp(x - max) / sum(exp(x - max)), and (x - mean) / sqrt(var + eps) (LayerNorm, no affine)
+    _row("softmax", 1, _elementwise, "norm", 7),
+    _row("layer_norm", 1, _elementwise, "norm", 8, eps=1e-5),
     # for-loop accumulators: their outputs live after the loop
     _row("accum_sum", 1, _elementwise, "accum"),
     _row("accum_sum_ld", 1, _last_to_one, "accum"),
@@ -127,6 +139,14 @@ LIBRARY_OPS: dict[str, TileOp] = dict([
     _row("Sqrt", 1, _elementwise, "unary", 2),
     _row("Silu", 1, _elementwise, "unary", 6),
     _row("Neg", 1, _elementwise, "unary"),
+    _row("Gelu", 1, _elementwise, "unary", 10, approximate="none"),
+    _row("Sigmoid", 1, _elementwise, "unary", 5),
+    _row("Tanh", 1, _elementwise, "unary", 4),
+    _row("Erf", 1, _elementwise, "unary", 8),
+    # an IR Mul / Div / Add / Sub with a one-element constant operand (regions.py keeps the
+    # constant in the µGraph as an attribute, not as a kernel input)
+    _row("Scale", 1, _elementwise, "unary", scale=1.0),
+    _row("Shift", 1, _elementwise, "unary", value=0.0),
     _row("ReduceSum", 1, _reduce_dim, "reduce", dim=-1),
     _row("ReduceMean", 1, _reduce_dim, "reduce", dim=-1),
     _row("ReduceMax", 1, _reduce_dim, "reduce", dim=-1),

@@ -5,7 +5,7 @@ A term is a hashable nested tuple:
 
     ("var", name)              a kernel input (every element of it looks alike)
     ("add" | "sub" | "mul" | "div", a, b)
-    ("exp" | "sqrt" | "silu" | "neg" | "sigmoid", a)
+    ("exp" | "sqrt" | "silu" | "neg" | "sigmoid" | "gelu" | "gelu_tanh" | "tanh" | "erf", a)
     ("sum", n, a)              a sum of n elements of a (n >= 2, an int)
     ("max", n, a)              a max of n elements of a (n >= 2)
 
@@ -30,12 +30,14 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from ..constants import identity_affine, scalar_form
 from ..mugraph.model import NO_DIM, MuGraph, block_shapes, kernel_shapes
 from ..mugraph.ops import BLOCK_OPS, LIBRARY_OPS
+from ..mugraph.unary import library_activation
 
 Term = tuple
 
-UNARY = ("exp", "sqrt", "silu", "neg", "sigmoid")
+UNARY = ("exp", "sqrt", "silu", "neg", "sigmoid", "gelu", "gelu_tanh", "tanh", "erf")
 BINARY = ("add", "sub", "mul", "div")
 REDUCTIONS = ("sum", "max")
 
@@ -86,6 +88,18 @@ def rms_norm(n: int, a: Term) -> Term:
     return ("div", a, rms(n, a))
 
 
+def softmax(n: int, a: Term) -> Term:
+    """The safe softmax over n elements: exp(a - max) / sum(exp(a - max))."""
+    exp = ("exp", ("sub", a, reduction("max", n, a)))
+    return ("div", exp, rsum(n, exp))
+
+
+def layer_norm(n: int, a: Term) -> Term:
+    """(a - mean) / sqrt(var + eps), constants (1/n, eps) dropped."""
+    centered = ("sub", a, rsum(n, a))
+    return ("div", centered, ("sqrt", rsum(n, ("mul", centered, centered))))
+
+
 def show(term: Term) -> str:
     """A compact infix-free rendering, e.g. 'sum32(mul(X, W))'."""
     if term[0] == "var":
@@ -112,6 +126,10 @@ def library_term(op: str, attrs: dict, inputs: list[Term], input_shapes: list[tu
     attrs = {**LIBRARY_OPS[op].attrs, **attrs}
     if op in _LIBRARY_UNARY:
         return unary(_LIBRARY_UNARY[op], inputs[0])
+    if library_activation(op, attrs) is not None:
+        return unary(library_activation(op, attrs), inputs[0])
+    if op in ("Scale", "Shift"):
+        return inputs[0]  # constant factors and offsets are dropped
     if op in _LIBRARY_BINARY:
         return binary(_LIBRARY_BINARY[op], inputs[0], inputs[1])
     if op == "MatMul":
@@ -158,7 +176,7 @@ def tile_term(op: str, attrs: dict, inputs: list[Term], input_shapes: list[tuple
         return binary(op, inputs[0], inputs[1])
     if op == "square":
         return ("mul", inputs[0], inputs[0])
-    if op == "mul_scalar":
+    if op in ("mul_scalar", "add_scalar"):
         return inputs[0]
     if op == "matmul":
         return rsum(input_shapes[0][-1], ("mul", inputs[0], inputs[1]))
@@ -167,6 +185,10 @@ def tile_term(op: str, attrs: dict, inputs: list[Term], input_shapes: list[tuple
         return reduction(op[len("reduce_"):], shape[attrs["dim"] % len(shape)], inputs[0])
     if op == "rms_norm":
         return rms_norm(input_shapes[0][-1], inputs[0])
+    if op == "softmax":
+        return softmax(input_shapes[0][-1], inputs[0])
+    if op == "layer_norm":
+        return layer_norm(input_shapes[0][-1], inputs[0])
     if op in _ACCUM_SIZES:
         size = _ACCUM_SIZES[op](tuple(input_shapes[0]), forloop_range, reduction_dimx)
         if op == "accum_rms_ld":
@@ -220,7 +242,8 @@ def _block_terms(block, sources: list[Term], source_shapes: list[tuple]) -> dict
 
 # ---- the target: IR graphs -----------------------------------------------------------------
 
-_IR_UNARY = {"Exp": "exp", "Sqrt": "sqrt", "Silu": "silu", "Neg": "neg", "Sigmoid": "sigmoid"}
+_IR_UNARY = {"Exp": "exp", "Sqrt": "sqrt", "Silu": "silu", "Neg": "neg", "Sigmoid": "sigmoid",
+             "Tanh": "tanh", "Erf": "erf"}
 _IR_BINARY = {"Add": "add", "Sub": "sub", "Div": "div"}
 
 
@@ -255,7 +278,17 @@ def ir_output_terms(graph) -> list[Term]:
             raise ValueError(f"{where}: reads {err.args[0]!r}, which has no term") from None
         shapes = [graph.types[t].shape for t in node.inputs]
         attrs = node.attrs
-        if node.op in _IR_UNARY:
+        if scalar_form(node, graph) is not None:
+            out = terms[scalar_form(node, graph)[0]]  # constant factors and offsets dropped
+        elif node.op == "Gelu":
+            out = ("gelu_tanh" if attrs.get("approximate", "none") == "tanh" else "gelu", ins[0])
+        elif node.op == "LayerNormalization":
+            out = layer_norm(shapes[0][-1], ins[0])
+            identity = identity_affine(graph, node)
+            for op, operand, term in zip(("mul", "add"), node.inputs[1:], ins[1:]):
+                if operand not in identity:
+                    out = (op, out, term)
+        elif node.op in _IR_UNARY:
             out = (_IR_UNARY[node.op], ins[0])
         elif node.op in _IR_BINARY:
             out = (_IR_BINARY[node.op], ins[0], ins[1])
@@ -272,8 +305,7 @@ def ir_output_terms(graph) -> list[Term]:
             size = shapes[0][attrs.get("axis", -1) % len(shapes[0])]
             # safe: exp(x - max(x)), the spelling of the lowering and of numerically sound
             # kernels; a program that drops the max does not match it
-            exp = ("exp", ("sub", ins[0], reduction("max", size, ins[0])))
-            out = ("div", exp, rsum(size, exp))
+            out = softmax(size, ins[0])
         else:
             raise ValueError(f"{where}: no abstract expression for IR op {node.op!r} "
                              "(pruning covers MatMul, elementwise math, reductions, Softmax)")

@@ -20,19 +20,22 @@ from mlc.compiler.ir import Graph
 from mlc.compiler.ir.serialize import graph_to_json
 from mlc.compiler.safe_io import check_number, dump_json, read_json
 
+from ..constants import constant_digest
 from ..cost import estimate
 from ..mugraph.ops import MuGraphError
 from ..verify import lower_to_mugraph, verify_many
 from .result import Candidate, SearchResult, result_from_json
 
-CACHE_VERSION = 2  # 2: one shared-memory rule (fp32 slots); older entries may not render
+CACHE_VERSION = 3  # 2: one shared-memory rule (fp32 slots); 3: constants (scales, eps) in keys
 
 
 def cache_key(reference: Graph, options: dict) -> str:
     """sha256 of the reference's structure and shapes (not its name) and the options."""
     doc = graph_to_json(reference)
     doc.pop("name", None)
-    text = json.dumps({"version": CACHE_VERSION, "graph": doc, "options": options},
+    constants = {name: constant_digest(w) for name, w in reference.weights.items()}
+    text = json.dumps({"version": CACHE_VERSION, "graph": doc, "options": options,
+                       "constants": constants},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -40,6 +40,7 @@ from .generators import (
     DEFAULT_CONFIG,
     GeneratorConfig,
     Schedule,
+    constant_choices,
     dim_labels,
     library_ops_for,
     omaps,
@@ -85,6 +86,7 @@ class Enumerator:
         self.counts = Counts()
         self.tile_ops = tile_ops_for(reference)
         self.library_ops = library_ops_for(reference)
+        self.constants = constant_choices(reference)
         self.targets = [tuple(reference.types[name].shape) for name in reference.outputs]
         baseline = lower_to_mugraph(reference)
         self.labels = labels = dim_labels(baseline)
@@ -138,7 +140,7 @@ class Enumerator:
             row = LIBRARY_OPS[op]
             for inputs in input_tuples(row.arity, len(tensors), newest_from, op in COMMUTATIVE):
                 shapes = [tensors[i].shape for i in inputs]
-                for attrs in attr_choices(row, shapes):
+                for attrs in self._constant_attrs(row, attr_choices(row, shapes)):
                     key = (max(inputs), inputs, rank, repr(sorted(attrs.items())))
                     if key > last_key:
                         yield ("library", op, inputs, attrs)
@@ -293,11 +295,19 @@ class Enumerator:
                         for t in tiles:
                             t.uses -= 1
 
+    def _constant_attrs(self, row, choices: list[dict]) -> list[dict]:
+        """Each choice once per reference constant its row takes (a scale, a shift, an
+        epsilon; constant_choices), none when the reference has no such constant."""
+        for attr in ("scale", "value", "eps"):
+            if attr in row.attrs:
+                return [{**c, attr: v} for c in choices for v in self.constants[attr]]
+        return choices
+
     def _tile_attrs(self, op, row, tiles, block: OpenBlock) -> list[dict]:
         """Attribute choices; accum_sum_todimx folds a dim that a grid axis concatenated
         (label ("cat", dim, axis label)) back to that dim's size, one width per block."""
         if op != "accum_sum_todimx":
-            return attr_choices(row, [t.shape for t in tiles])
+            return self._constant_attrs(row, attr_choices(row, [t.shape for t in tiles]))
         label = tiles[0].labels[-1]
         if not (isinstance(label, tuple) and label[0] == "cat" and label[1] in self.label_size):
             return []

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 
 from mlc.compiler.ir import Graph
 
+from ..constants import scalar_form
 from ..cost.hardware import GpuSpec
 from ..mugraph.model import NO_DIM, MuGraph, smem_bytes_of
 from ..mugraph.ops import BLOCK_OPS, LIBRARY_OPS, MuGraphError
+from ..mugraph.unary import library_activation
 
 Label = object  # an int for an input dim class, a tuple for a derived one; None: size-1 dim
 Labels = tuple  # one Label per dim
@@ -56,8 +58,12 @@ TILE_OPS_FOR = {
     "ReduceSum": ("reduce_sum", "accum_sum_ld", "accum_sum_todimx"),
     "ReduceMean": ("rms_norm", "accum_rms_ld"),  # the mean of an RMS norm
     "ReduceMax": ("reduce_max", "accum_max_ld", "accum_sum_rescale", "accum_sum_ld_rescale"),
-    "Softmax": ("sub", "exp", "div", "reduce_max", "reduce_sum"),  # exp(x - max) / sum
+    "Softmax": ("softmax",),  # a row-wise tile op: the tile must hold whole rows
+    "Sigmoid": ("sigmoid",), "Tanh": ("tanh",), "Erf": ("erf",),
+    "LayerNormalization": ("layer_norm", "mul", "add"),
 }
+# constant forms (constants.scalar_form) -> the tile op that applies the constant
+SCALAR_TILE_OPS = {"Scale": "mul_scalar", "Shift": "add_scalar"}
 ALWAYS_TILE_OPS = ("accum_sum",)  # every path needs an accumulator
 
 
@@ -65,13 +71,36 @@ def tile_ops_for(reference: Graph) -> tuple[str, ...]:
     """Tile ops worth trying for `reference`, in BLOCK_OPS table order (the canonical order)."""
     wanted = set(ALWAYS_TILE_OPS)
     for node in reference.nodes:
-        wanted.update(TILE_OPS_FOR.get(node.op, ()))
+        form = scalar_form(node, reference)
+        if form is not None:
+            wanted.add(SCALAR_TILE_OPS[form[1]])
+        elif node.op == "Gelu":
+            wanted.add(library_activation("Gelu", node.attrs))
+        else:
+            wanted.update(TILE_OPS_FOR.get(node.op, ()))
     return tuple(op for op in BLOCK_OPS if op in wanted)
 
 
+def constant_choices(reference: Graph) -> dict[str, tuple[float, ...]]:
+    """The constants tile ops may take, from the reference (attribute -> values): mul_scalar
+    scales, add_scalar shifts, layer_norm epsilons. A candidate only ever uses the
+    reference's own constants, so the verifier compares like with like."""
+    found: dict[str, list[float]] = {"scale": [], "value": [], "eps": []}
+    for node in reference.nodes:
+        form = scalar_form(node, reference)
+        if form is not None:
+            found["scale" if form[1] == "Scale" else "value"].append(form[2])
+        elif node.op == "LayerNormalization":
+            found["eps"].append(float(node.attrs.get("epsilon", 1e-5)))
+    return {attr: tuple(dict.fromkeys(values)) for attr, values in found.items()}
+
+
 def library_ops_for(reference: Graph) -> tuple[str, ...]:
-    """Library ops the reference itself uses (their names are IR op names)."""
-    used = {node.op for node in reference.nodes}
+    """Library ops the reference's unfused lowering uses (IR op names, plus Scale / Shift for
+    constant operands and the pieces of a LayerNormalization)."""
+    from ..verify.lowering import lower_to_mugraph
+
+    used = {op.op for op in lower_to_mugraph(reference).ops}
     return tuple(op for op in LIBRARY_OPS if op in used)
 
 

@@ -35,6 +35,7 @@ from typing import Callable
 
 from mlc.compiler.ir import Graph, TensorType
 
+from ..constants import constant_digest
 from ..cost import load_gpu
 from ..mugraph.model import NO_DIM, kernel_shapes
 from ..mugraph.ops import MuGraphError
@@ -90,7 +91,7 @@ def structure_key(reference: Graph, symbols: dict | None = None) -> str:
     symbols = symbols or input_symbols(reference)
     doc = {"version": STRUCTURE_VERSION,
            "inputs": [[n, list(symbols[n]), t.dtype] for n, t in reference.inputs.items()],
-           "weights": [[n, list(w.shape)] for n, w in reference.weights.items()],
+           "weights": [[n, constant_digest(w)] for n, w in reference.weights.items()],
            "nodes": [[n.op, list(n.inputs), list(n.outputs), repr(sorted(n.attrs.items()))]
                      for n in reference.nodes],
            "outputs": list(reference.outputs)}

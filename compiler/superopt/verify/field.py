@@ -15,7 +15,16 @@ gives the same output), which is all an equality test between two programs needs
 - max and running_max := 0. A correct softmax is invariant to the row shift it subtracts
   (online softmax: exp(m_i - m_final) becomes exp(0) = 1), so the max cancels in any correct
   program; a misused max is the float check's job;
-- scale by an integer or a small exact rational only (anything else raises MuGraphError).
+- a constant (a scale factor, a shift, a norm's epsilon) is its exact value when it is an
+  integer or a small exact rational, else a random residue drawn per trial from the constant's
+  bits: a fresh variable, so c * x and c' * x with different floats c != c' still differ, while
+  both programs read the same residue for the same float;
+- gelu, gelu_tanh, sigmoid, tanh and erf have no field algebra: each is an *uninterpreted*
+  function, a random table over the residues drawn per trial (independent per function and
+  component). Equality then means "the same function of the same value": a candidate that
+  rewrites gelu through erf, or moves a factor across tanh, is rejected here (sound, not
+  complete); the numbers themselves are the float stage's job (probabilistic.py states its
+  tolerance).
 
 The q-component of exp is the constant 1 (the trivial character of Z_q): it keeps exp(0) = 1
 and exp(a + b) = exp(a) * exp(b) true in both components, so identities a correct rewrite uses
@@ -29,6 +38,7 @@ larger inner dims are split into chunks.
 
 from __future__ import annotations
 
+import zlib
 from fractions import Fraction
 
 import numpy as np
@@ -132,6 +142,7 @@ class FieldArith:
         if self.omega == 1 or pow(self.omega, Q, P) != 1:
             raise ValueError(f"omega={self.omega} is not a primitive {Q}-th root of unity mod {P}")
         self._exp_table = _pow_each(self.omega, np.arange(Q, dtype=np.int64), P)  # omega^k
+        self._tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # uninterpreted functions
 
     # ---- conversion and layout ---------------------------------------------------------------
     def from_numpy(self, array) -> FieldValue:
@@ -179,9 +190,32 @@ class FieldArith:
         return FieldValue(-a.p % P, -a.q % Q)
 
     def scale(self, a, factor):
-        """a * factor for an integer or exact rational factor; MuGraphError otherwise."""
-        frac = _exact_fraction(factor)
-        return self.mul(a, self._constant(frac.numerator, frac.denominator))
+        """a * factor (see constant())."""
+        return self.mul(a, self.constant(factor))
+
+    def shift(self, a, value):
+        """a + value (see constant())."""
+        return self.add(a, self.constant(value))
+
+    def constant(self, value) -> FieldValue:
+        """A float constant in the field: its exact value when it is an integer or a small
+        rational, else a random residue fixed by (this trial, the float's bits)."""
+        try:
+            frac = _exact_fraction(value)
+        except MuGraphError:
+            bits = int(np.float64(value).view(np.int64)) & (2**64 - 1)
+            rng = np.random.default_rng([self.omega, bits & 0xFFFFFFFF, bits >> 32])
+            return FieldValue(np.int64(rng.integers(0, P)), np.int64(rng.integers(0, Q)))
+        return self._constant(frac.numerator, frac.denominator)
+
+    def activation(self, name: str, a):
+        """An uninterpreted function: one random table per (trial, function, component)."""
+        if name not in self._tables:
+            seed = [self.omega, zlib.crc32(name.encode())]
+            rng = np.random.default_rng(seed)
+            self._tables[name] = (rng.integers(0, P, P), rng.integers(0, Q, Q))
+        table_p, table_q = self._tables[name]
+        return FieldValue(table_p[_index(a.p)], table_q[_index(a.q)])
 
     def divide_by_count(self, a, count: int):
         return self.mul(a, self._constant(1, count))

@@ -1,6 +1,8 @@
 """The reference lowering: an IR graph as an unfused µGraph, one library kernel per IR op.
 
-Requires a graph whose tensors are all inputs (no weights) and whose ops are in LOWERINGS;
+Requires a graph whose tensors are all inputs, except the constants constants.py lets a
+lowering absorb (one-element operands -> Scale / Shift, identity LayerNorm affine weights),
+and whose ops are in LOWERINGS;
 ensures a MuGraph with the same inputs (same order and shapes), the same output names, and the
 same semantics under any Arith. Verification runs it as the reference in the finite field.
 """
@@ -11,6 +13,7 @@ from typing import Callable
 
 from mlc.compiler.ir import Graph, Node
 
+from ..constants import absorbed_constants, scalar_form
 from ..mugraph import KernelOp, MuGraph, MuGraphError
 
 
@@ -80,10 +83,61 @@ def _softmax(emitter: _Emitter, node: Node) -> None:
     emitter.emit("Div", (exp, total), out, f"{name}.div")
 
 
+def _binary(emitter: _Emitter, node: Node) -> None:
+    """Mul / Div / Add / Sub: a Scale or Shift when one operand is a one-element constant."""
+    form = scalar_form(node, emitter.graph)
+    if form is None:
+        _direct(emitter, node, node.op)
+        return
+    x, op, value = form
+    attr = {"scale": value} if op == "Scale" else {"value": value}
+    emitter.emit(op, (x,), node.outputs[0], node.name or op, **attr)
+
+
+def _gelu(emitter: _Emitter, node: Node) -> None:
+    emitter.emit("Gelu", node.inputs, node.outputs[0], node.name or "Gelu",
+                 approximate=node.attrs.get("approximate", "none"))
+
+
+def _layer_norm(emitter: _Emitter, node: Node) -> None:
+    """(x - mean) / sqrt(var + eps) over the last axis (the `layer_norm` tile op's order),
+    then the affine scale and bias unless they are constant ones / zeros."""
+    x, out = node.inputs[0], node.outputs[0]
+    rank = len(emitter.graph.types[x].shape)
+    if node.attrs.get("axis", -1) % rank != rank - 1 or len(node.outputs) != 1:
+        raise MuGraphError(f"node {node.name!r} (LayerNormalization): µGraph layer norms "
+                           "normalize the last axis and have one output")
+    name = node.name or "LayerNorm"
+    dim = rank - 1
+    step = iter(range(100))
+
+    def fresh(kind):
+        return emitter.fresh(f"{out}.{kind}{next(step)}")
+
+    mean = emitter.emit("ReduceMean", (x,), fresh("mean"), f"{name}.mean", dim=dim)
+    centered = emitter.emit("Sub", (x, mean), fresh("centered"), f"{name}.center")
+    square = emitter.emit("Mul", (centered, centered), fresh("square"), f"{name}.square")
+    variance = emitter.emit("ReduceMean", (square,), fresh("var"), f"{name}.var", dim=dim)
+    padded = emitter.emit("Shift", (variance,), fresh("eps"), f"{name}.eps",
+                          value=float(node.attrs.get("epsilon", 1e-5)))
+    root = emitter.emit("Sqrt", (padded,), fresh("std"), f"{name}.std")
+    identity = absorbed_constants(node, emitter.graph)
+    affine = [(op, operand) for op, operand in zip(("Mul", "Add"), node.inputs[1:])
+              if operand not in identity]
+    value = emitter.emit("Div", (centered, root), out if not affine else fresh("normed"),
+                         f"{name}.div")
+    for k, (op, operand) in enumerate(affine):
+        target = out if k == len(affine) - 1 else fresh("scaled")
+        value = emitter.emit(op, (value, operand), target, f"{name}.{op.lower()}")
+
+
 # IR op -> lowering. Elementwise and matmul ops map 1:1 onto LIBRARY_OPS.
 LOWERINGS: dict[str, Callable[[_Emitter, Node], None]] = {
+    **{op: _binary for op in ("Add", "Sub", "Mul", "Div")},
     **{op: (lambda e, n, op=op: _direct(e, n, op))
-       for op in ("Add", "Sub", "Mul", "Div", "Exp", "Sqrt", "Silu", "Neg")},
+       for op in ("Exp", "Sqrt", "Silu", "Neg", "Sigmoid", "Tanh", "Erf")},
+    "Gelu": _gelu,
+    "LayerNormalization": _layer_norm,
     "MatMul": _matmul,
     **{op: _reduce for op in ("ReduceSum", "ReduceMean", "ReduceMax")},
     "Softmax": _softmax,
@@ -96,8 +150,11 @@ def lower_to_mugraph(graph: Graph) -> MuGraph:
     >>> lower_to_mugraph(get_workload("rmsnorm_matmul:small")).ops[0].op
     'Mul'
     """
-    if graph.weights:
-        raise MuGraphError(f"graph {graph.name!r} has weights ({', '.join(graph.weights)}); "
+    lifted = sorted({name for node in graph.nodes
+                     for name in set(node.inputs) - absorbed_constants(node, graph)
+                     if name in graph.weights})
+    if lifted:
+        raise MuGraphError(f"graph {graph.name!r} has weights ({', '.join(lifted)}); "
                            "µGraph kernels take every tensor as an input: lift them to inputs")
     emitter = _Emitter(graph)
     for node in graph.nodes:

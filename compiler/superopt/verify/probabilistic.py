@@ -19,6 +19,12 @@ from the reference as a LAX program, a trial accepts it only if
 so one trial accepts with probability eps <= d/P + d/Q = PER_TRIAL_BOUND (about 0.003),
 and t independent trials with probability <= eps^t. DEFAULT_TRIALS is the least t with
 eps^t <= TARGET_FALSE_ACCEPT = 1e-9, i.e. t = ceil(ln 1e-9 / ln eps) = 4.
+Uninterpreted functions. gelu, gelu_tanh, sigmoid, tanh and erf have no field algebra: the
+field stage reads each as a random function (field.py), which proves only that candidate and
+reference apply the same function to the same value; the numbers are then checked by the
+float stage alone, in float64 against the IR interpreter, with max |candidate - reference| /
+max |reference| < float_rtol (FLOAT_RTOL = 1e-4). A verdict lists such ops in `uninterpreted`.
+Constants that are not small exact rationals (1/sqrt(d), eps) are random residues per trial.
 Caveats: sqrt (x^((m+1)/4)), 1/0 := 0 and max := 0 are consistent functions outside the LAX
 fragment, so for programs that use them the bound is the atom heuristic above, backed by the
 float stage; a difference whose integer coefficients are all multiples of P or Q is invisible
@@ -27,6 +33,7 @@ float stage; a difference whose integer coefficients are all multiples of P or Q
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -44,10 +51,12 @@ from ..mugraph import (
     kernel_shapes,
     run_mugraph,
 )
+from ..mugraph.unary import ACTIVATIONS, library_activation
 from .field import FieldArith, P, Q, random_field_value, random_omega
 from .lowering import lower_to_mugraph
 
 DEGREE_BOUND = 32
+FLOAT_RTOL = 1e-4  # the float stage's bound on max |error| / max |reference|
 TARGET_FALSE_ACCEPT = 1e-9
 PER_TRIAL_BOUND = DEGREE_BOUND / P + DEGREE_BOUND / Q
 # Float stage inputs: N(0, FLOAT_INPUT_SCALE^2) keeps softmax exponents moderate.
@@ -85,10 +94,11 @@ class Verdict:
     trials: int
     seconds: float
     stage: str
+    uninterpreted: tuple[str, ...] = ()  # ops the field stage could only treat as functions
 
 
 def verify(candidate: MuGraph, reference: Graph, *, trials: int | None = None, seed: int = 0,
-           float_rtol: float = 1e-4) -> Verdict:
+           float_rtol: float = FLOAT_RTOL) -> Verdict:
     """Is `candidate` equivalent to `reference`? Inputs and outputs pair up by position.
 
     >>> verify(lower_to_mugraph(graph), graph).equivalent
@@ -99,7 +109,7 @@ def verify(candidate: MuGraph, reference: Graph, *, trials: int | None = None, s
 
 
 def verify_many(candidates, reference: Graph, *, trials: int | None = None, seed: int = 0,
-                float_rtol: float = 1e-4) -> list[Verdict]:
+                float_rtol: float = FLOAT_RTOL) -> list[Verdict]:
     """Verify several candidates against one reference, sharing its inputs and evaluations."""
     candidates = list(candidates)
     trials = DEFAULT_TRIALS if trials is None else trials
@@ -136,7 +146,20 @@ def verify_many(candidates, reference: Graph, *, trials: int | None = None, seed
     if pending:
         _float_stage([candidates[i] for i in pending], reference, seed, float_rtol,
                      trials, [seconds[i] for i in pending], done, pending)
+    uninterpreted = uninterpreted_ops(lowered)
+    if uninterpreted:
+        done = [dataclasses.replace(v, uninterpreted=uninterpreted) for v in done]
     return done
+
+
+def uninterpreted_ops(graph: MuGraph) -> tuple[str, ...]:
+    """The activations `graph` applies, which the field stage treats as uninterpreted."""
+    found = []
+    for op in graph.ops:
+        names = [b.op for b in op.block.ops] if op.op == "block" else \
+            [library_activation(op.op, op.attrs)]
+        found += [name for name in names if name in ACTIVATIONS]
+    return tuple(dict.fromkeys(found))
 
 
 def interpreted_elements(graph: MuGraph) -> int:
