@@ -68,10 +68,13 @@ def verify_cmd(candidate: str, model: str, trials, seed: int, formal: bool,
       mlc verify fixture:lora --against workload:lora --formal
     """
     from mlc.compiler.frontends import load_model
+    from mlc.compiler.pipeline import OPTIMIZE_PASSES, run_passes
     from mlc.compiler.superopt.mugraph import MuGraphError
     from mlc.compiler.superopt.verify import verify_many
 
-    reference = load_model(model)
+    # The same canonicalization `mlc optimize` runs, so a user's ONNX (silu spelled as
+    # x * sigmoid(x), Gemm, ...) verifies like the workload it spells.
+    reference = run_passes(load_model(model), OPTIMIZE_PASSES)
     candidates = load_candidates(candidate, list(reference.inputs))
     if formal:
         _formal(candidates, reference, as_json)

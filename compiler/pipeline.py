@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+from .passes.algebra import (
+    drop_softmax_nan_guard,
+    hoist_matmul_scales,
+    reciprocal_to_div,
+    simplify_pow,
+)
 from .passes.canonicalize import canonicalize_activations
+from .passes.gemm import lower_gemm
+from .passes.layer_norm import fuse_layer_norm
 
 IMPORT_PASSES = []  # `mlc import` keeps the graph as the frontend produced it
-OPTIMIZE_PASSES = [canonicalize_activations]  # then regions -> search -> MuGraphCall rewrite
+# Canonicalization, so region selection sees the ops the µGraph level supports; activations
+# go before simplify_pow so gelu_new's Pow(x, 3) is still inside its cone (either would work).
+OPTIMIZE_PASSES = [
+    lower_gemm,
+    canonicalize_activations,
+    drop_softmax_nan_guard,
+    simplify_pow,
+    reciprocal_to_div,
+    fuse_layer_norm,  # after simplify_pow and reciprocal_to_div: it matches their output
+    hoist_matmul_scales,
+]  # then regions -> search -> MuGraphCall rewrite
 
 
 def run_passes(graph, passes):
+    """Apply `passes` in order: each takes and returns a Graph."""
     for run_pass in passes:
         graph = run_pass(graph)
     return graph

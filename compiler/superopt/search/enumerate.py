@@ -38,9 +38,11 @@ from ..prune.terms import library_term, tile_term, var
 from ..verify.lowering import lower_to_mugraph
 from .generators import (
     DEFAULT_CONFIG,
+    SCALAR_TILE_OPS,
     GeneratorConfig,
     Schedule,
     constant_choices,
+    constant_uses,
     dim_labels,
     library_ops_for,
     omaps,
@@ -87,6 +89,7 @@ class Enumerator:
         self.tile_ops = tile_ops_for(reference)
         self.library_ops = library_ops_for(reference)
         self.constants = constant_choices(reference)
+        self.constant_uses = constant_uses(reference)
         self.targets = [tuple(reference.types[name].shape) for name in reference.outputs]
         baseline = lower_to_mugraph(reference)
         self.labels = labels = dim_labels(baseline)
@@ -273,7 +276,11 @@ class Enumerator:
                 tiles = [block.tiles[i] for i in inputs]
                 if any(t.sealed for t in tiles):
                     continue
+                if op in SCALAR_TILE_OPS and not self._scalar_fits(block, op, inputs):
+                    continue
                 for attrs in self._tile_attrs(op, row, tiles, block):
+                    if op in SCALAR_TILE_OPS and not self._constant_left(block, op, attrs):
+                        continue
                     attrs_key = repr(sorted(attrs.items()))
                     key = (max(inputs), inputs, rank, attrs_key)
                     if key <= block.last_key:
@@ -294,6 +301,18 @@ class Enumerator:
                         block.tiles.pop()
                         for t in tiles:
                             t.uses -= 1
+
+    def _scalar_fits(self, block: OpenBlock, op: str, inputs) -> bool:
+        """A constant op never reads another constant op's output: constants are dropped
+        from terms, so chains of them would all look right and multiply the space."""
+        produced = {len(block.sources) + k: o for k, (o, _, _) in enumerate(block.ops)}
+        return all(produced.get(i) not in SCALAR_TILE_OPS for i in inputs)
+
+    def _constant_left(self, block: OpenBlock, op: str, attrs: dict) -> bool:
+        """Each constant is applied at most as often as the reference applies it."""
+        value = attrs.get("scale", attrs.get("value"))
+        used = sum(1 for o, _, a in block.ops if o == op and a == attrs)
+        return used < self.constant_uses.get((op, value), 0)
 
     def _constant_attrs(self, row, choices: list[dict]) -> list[dict]:
         """Each choice once per reference constant its row takes (a scale, a shift, an

@@ -63,7 +63,8 @@ TILE_OPS_FOR = {
     "LayerNormalization": ("layer_norm", "mul", "add"),
 }
 # constant forms (constants.scalar_form) -> the tile op that applies the constant
-SCALAR_TILE_OPS = {"Scale": "mul_scalar", "Shift": "add_scalar"}
+SCALAR_FORM_TILE_OPS = {"Scale": "mul_scalar", "Shift": "add_scalar"}
+SCALAR_TILE_OPS = tuple(SCALAR_FORM_TILE_OPS.values())
 ALWAYS_TILE_OPS = ("accum_sum",)  # every path needs an accumulator
 
 
@@ -73,12 +74,23 @@ def tile_ops_for(reference: Graph) -> tuple[str, ...]:
     for node in reference.nodes:
         form = scalar_form(node, reference)
         if form is not None:
-            wanted.add(SCALAR_TILE_OPS[form[1]])
+            wanted.add(SCALAR_FORM_TILE_OPS[form[1]])
         elif node.op == "Gelu":
             wanted.add(library_activation("Gelu", node.attrs))
         else:
             wanted.update(TILE_OPS_FOR.get(node.op, ()))
     return tuple(op for op in BLOCK_OPS if op in wanted)
+
+
+def constant_uses(reference: Graph) -> dict[tuple[str, float], int]:
+    """(constant tile op, value) -> how many times the reference applies that constant."""
+    uses: dict[tuple[str, float], int] = {}
+    for node in reference.nodes:
+        form = scalar_form(node, reference)
+        if form is not None:
+            key = (SCALAR_FORM_TILE_OPS[form[1]], form[2])
+            uses[key] = uses.get(key, 0) + 1
+    return uses
 
 
 def constant_choices(reference: Graph) -> dict[str, tuple[float, ...]]:
