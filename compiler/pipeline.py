@@ -11,6 +11,7 @@ from .passes.algebra import (
 from .passes.canonicalize import canonicalize_activations
 from .passes.gemm import lower_gemm
 from .passes.layer_norm import fuse_layer_norm
+from .passes.norm_affine import fold_norm_affine, merge_constant_adds
 
 IMPORT_PASSES = []  # `mlc import` keeps the graph as the frontend produced it
 # Canonicalization, so region selection sees the ops the µGraph level supports; activations
@@ -23,6 +24,8 @@ OPTIMIZE_PASSES = [
     reciprocal_to_div,
     fuse_layer_norm,  # after simplify_pow and reciprocal_to_div: it matches their output
     hoist_matmul_scales,
+    fold_norm_affine,  # after fuse_layer_norm: it folds the norms that pass made
+    merge_constant_adds,  # the folded beta next to the matmul's own bias
 ]  # then regions -> search -> MuGraphCall rewrite
 
 

@@ -1,0 +1,118 @@
+"""Fold a LayerNorm's affine weights into the matmuls that read it.
+
+LayerNorm(x, gamma, beta) @ W = LayerNorm(x, 1, 0) @ (gamma[:, None] * W) + beta @ W, exact in
+real arithmetic. After the fold the norm carries no kernel inputs (identity affine weights are
+attributes at the µGraph level, see superopt/constants.py), so LayerNorm -> MatMul -> bias ->
+GELU reads three tensors and fits one block kernel. The bias beta @ W then sits next to the
+matmul's own bias, and merge_constant_adds adds the two vectors once, at compile time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlc.compiler.ir.graph import Graph, Node
+
+from .rewrite import Editor, GraphView, Rewrite
+
+
+def _constant(view: GraphView, name: str) -> np.ndarray | None:
+    weight = view.graph.weights.get(name)
+    return None if weight is None or not view.is_float(name) else np.asarray(weight)
+
+
+def _fold(view: GraphView, norm: Node) -> Rewrite | None:
+    """The rewrite for one LayerNormalization whose readers are all `MatMul(norm, W)` with a
+    constant 2-D W, or None."""
+    x, out = norm.inputs[0], norm.outputs[0]
+    rank = view.graph.types[x].rank
+    if len(norm.outputs) != 1 or norm.attrs.get("axis", -1) % rank != rank - 1:
+        return None
+    width = view.graph.types[x].shape[-1]
+    gamma = _constant(view, norm.inputs[1])
+    beta = _constant(view, norm.inputs[2]) if len(norm.inputs) > 2 else np.zeros(width)
+    if gamma is None or beta is None or out in view.outputs:
+        return None
+    if gamma.shape != (width,) or beta.shape != (width,):
+        return None
+    readers = view.users.get(out, [])
+    if np.all(gamma == 1) and np.all(beta == 0):
+        return None  # already the identity
+    weights_of = {}
+    for reader in readers:
+        weight = _constant(view, reader.inputs[1]) if reader.op == "MatMul" else None
+        if weight is None or reader.inputs[0] != out or weight.ndim != 2 \
+                or weight.shape[0] != width:
+            return None
+        weights_of[reader.name] = weight
+    if not readers:
+        return None
+    dtype = view.graph.types[x].dtype
+    ones, zeros = view.fresh(f"{norm.name}.unit_scale"), view.fresh(f"{norm.name}.zero_bias")
+    new_weights = {ones: np.ones(width, dtype), zeros: np.zeros(width, dtype)}
+    emit = {norm.name: (Node(norm.op, (x, ones, zeros), norm.outputs, norm.attrs, norm.name),)}
+    for reader in readers:
+        weight = weights_of[reader.name].astype(np.float64)
+        folded = view.fresh(f"{reader.inputs[1]}.scaled")
+        new_weights[folded] = (gamma.astype(np.float64)[:, None] * weight).astype(dtype)
+        if not np.any(beta):
+            emit[reader.name] = (Node("MatMul", (out, folded), reader.outputs, {},
+                                      reader.name),)
+            continue
+        shift = view.fresh(f"{reader.name}.norm_bias")
+        new_weights[shift] = (beta.astype(np.float64) @ weight).astype(dtype)
+        product = view.fresh(f"{reader.outputs[0]}.unshifted")
+        emit[reader.name] = (Node("MatMul", (out, folded), (product,), {}, reader.name),
+                             Node("Add", (product, shift), reader.outputs, {},
+                                  view.fresh(f"{reader.name}.add_norm_bias")))
+    return Rewrite(frozenset(emit), emit, {}, new_weights)
+
+
+def fold_norm_affine(graph: Graph) -> Graph:
+    """Requires a typed Graph; ensures the same function with every last-axis
+    LayerNormalization whose output only feeds MatMuls by constant 2-D weights rewritten to
+    an identity-affine norm, its gamma folded into those weights and its beta into a bias
+    Add after each matmul (float64 fold, rounded once to the weights' dtype)."""
+    view = GraphView(graph)
+    editor = Editor(view)
+    for node in graph.nodes:
+        if node.op == "LayerNormalization":
+            editor.add(_fold(view, node))
+    return editor.build()
+
+
+def _add_constant(view: GraphView, node: Node) -> tuple[str, np.ndarray] | None:
+    """(the other operand, the constant) of Add(y, c) / Add(c, y) with a constant vector c
+    that does not change y's shape."""
+    if node.op != "Add" or len(node.inputs) != 2:
+        return None
+    for y, c in (node.inputs, node.inputs[::-1]):
+        value = _constant(view, c)
+        if value is not None and y not in view.graph.weights \
+                and view.graph.types[y].shape == view.graph.types[node.outputs[0]].shape:
+            return y, value
+    return None
+
+
+def merge_constant_adds(graph: Graph) -> Graph:
+    """Requires a typed Graph; ensures Add(Add(y, c1), c2) with constants c1, c2 (the inner
+    Add read only by the outer, no graph output) becomes one Add(y, c1 + c2)."""
+    view = GraphView(graph)
+    editor = Editor(view)
+    for node in graph.nodes:
+        outer = _add_constant(view, node)
+        if outer is None:
+            continue
+        inner_node = view.producers.get(outer[0])
+        inner = _add_constant(view, inner_node) if inner_node is not None else None
+        if inner is None or view.only_user(outer[0]) is not node:
+            continue
+        total = np.asarray(inner[1] + outer[1], dtype=view.graph.types[node.outputs[0]].dtype)
+        if np.broadcast_shapes(total.shape, view.graph.types[inner[0]].shape) != \
+                tuple(view.graph.types[inner[0]].shape):
+            continue
+        name = view.fresh(f"{node.name}.bias")
+        merged = Node("Add", (inner[0], name), node.outputs, {}, node.name)
+        editor.add(Rewrite(frozenset({inner_node.name, node.name}), {node.name: (merged,)},
+                           {}, {name: total}))
+    return editor.build()
