@@ -22,8 +22,10 @@ def _constant(view: GraphView, name: str) -> np.ndarray | None:
 
 
 def _fold(view: GraphView, norm: Node) -> Rewrite | None:
-    """The rewrite for one LayerNormalization whose readers are all `MatMul(norm, W)` with a
-    constant 2-D W, or None."""
+    """The rewrite for one last-axis LayerNormalization with constant affine weights that at
+    least one `MatMul(norm, W)` with a constant 2-D W reads, or None. Other readers (a
+    residual Add, a graph output) keep their value: they read normed * gamma + beta, spelled
+    out as a Mul and an Add after the identity-affine norm."""
     x, out = norm.inputs[0], norm.outputs[0]
     rank = view.graph.types[x].rank
     if len(norm.outputs) != 1 or norm.attrs.get("axis", -1) % rank != rank - 1:
@@ -31,38 +33,44 @@ def _fold(view: GraphView, norm: Node) -> Rewrite | None:
     width = view.graph.types[x].shape[-1]
     gamma = _constant(view, norm.inputs[1])
     beta = _constant(view, norm.inputs[2]) if len(norm.inputs) > 2 else np.zeros(width)
-    if gamma is None or beta is None or out in view.outputs:
+    if gamma is None or beta is None or gamma.shape != (width,) or beta.shape != (width,):
         return None
-    if gamma.shape != (width,) or beta.shape != (width,):
-        return None
-    readers = view.users.get(out, [])
     if np.all(gamma == 1) and np.all(beta == 0):
         return None  # already the identity
-    weights_of = {}
-    for reader in readers:
+    matmuls = {}
+    for reader in {r.name: r for r in view.users.get(out, [])}.values():
         weight = _constant(view, reader.inputs[1]) if reader.op == "MatMul" else None
-        if weight is None or reader.inputs[0] != out or weight.ndim != 2 \
-                or weight.shape[0] != width:
-            return None
-        weights_of[reader.name] = weight
-    if not readers:
+        if weight is not None and reader.inputs[0] == out and reader.inputs[1] != out \
+                and weight.ndim == 2 and weight.shape[0] == width:
+            matmuls[reader.name] = (reader, weight)
+    if not matmuls:
         return None
+    others = out in view.outputs or any(r.name not in matmuls for r in view.users.get(out, []))
     dtype = view.graph.types[x].dtype
     ones, zeros = view.fresh(f"{norm.name}.unit_scale"), view.fresh(f"{norm.name}.zero_bias")
     new_weights = {ones: np.ones(width, dtype), zeros: np.zeros(width, dtype)}
-    emit = {norm.name: (Node(norm.op, (x, ones, zeros), norm.outputs, norm.attrs, norm.name),)}
-    for reader in readers:
-        weight = weights_of[reader.name].astype(np.float64)
+    normed = view.fresh(f"{out}.normed") if others else out
+    emitted = [Node(norm.op, (x, ones, zeros), (normed,), norm.attrs, norm.name)]
+    if others:  # the affine value, for the readers that are not folded matmuls
+        gamma_name, beta_name = view.fresh(f"{norm.name}.gamma"), view.fresh(f"{norm.name}.beta")
+        new_weights[gamma_name], new_weights[beta_name] = gamma.astype(dtype), beta.astype(dtype)
+        scaled = view.fresh(f"{out}.scaled")
+        emitted += [
+            Node("Mul", (normed, gamma_name), (scaled,), {}, view.fresh(f"{norm.name}.mul")),
+            Node("Add", (scaled, beta_name), (out,), {}, view.fresh(f"{norm.name}.add"))]
+    emit = {norm.name: tuple(emitted)}
+    for reader, weight in matmuls.values():
+        weight = weight.astype(np.float64)
         folded = view.fresh(f"{reader.inputs[1]}.scaled")
         new_weights[folded] = (gamma.astype(np.float64)[:, None] * weight).astype(dtype)
         if not np.any(beta):
-            emit[reader.name] = (Node("MatMul", (out, folded), reader.outputs, {},
+            emit[reader.name] = (Node("MatMul", (normed, folded), reader.outputs, {},
                                       reader.name),)
             continue
         shift = view.fresh(f"{reader.name}.norm_bias")
         new_weights[shift] = (beta.astype(np.float64) @ weight).astype(dtype)
         product = view.fresh(f"{reader.outputs[0]}.unshifted")
-        emit[reader.name] = (Node("MatMul", (out, folded), (product,), {}, reader.name),
+        emit[reader.name] = (Node("MatMul", (normed, folded), (product,), {}, reader.name),
                              Node("Add", (product, shift), reader.outputs, {},
                                   view.fresh(f"{reader.name}.add_norm_bias")))
     return Rewrite(frozenset(emit), emit, {}, new_weights)
@@ -70,9 +78,10 @@ def _fold(view: GraphView, norm: Node) -> Rewrite | None:
 
 def fold_norm_affine(graph: Graph) -> Graph:
     """Requires a typed Graph; ensures the same function with every last-axis
-    LayerNormalization whose output only feeds MatMuls by constant 2-D weights rewritten to
-    an identity-affine norm, its gamma folded into those weights and its beta into a bias
-    Add after each matmul (float64 fold, rounded once to the weights' dtype)."""
+    LayerNormalization read by MatMuls with constant 2-D weights rewritten to an identity-
+    affine norm: gamma folded into those weights, beta into a bias Add after each matmul
+    (float64 fold, rounded once to the weights' dtype); other readers read the affine value,
+    recomputed by an explicit Mul and Add."""
     view = GraphView(graph)
     editor = Editor(view)
     for node in graph.nodes:

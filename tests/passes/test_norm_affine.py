@@ -43,8 +43,20 @@ def test_the_optimize_pipeline_leaves_three_kernel_inputs():
     assert len(region.inputs) == 3  # x, the folded weight, the merged bias
 
 
-def test_a_norm_read_by_anything_but_matmuls_is_left_alone():
+def test_other_readers_keep_the_affine_value():
     graph = _block(extra_reader=True)
+    folded = fold_norm_affine(graph)
+    assert_same_function(graph, folded)
+    norm = next(n for n in folded.nodes if n.op == "LayerNormalization")
+    readers = {n.op for n in folded.nodes if norm.outputs[0] in n.inputs}
+    assert readers == {"MatMul", "Mul"}  # the folded matmul and the spelled-out affine
+
+
+def test_a_norm_no_matmul_reads_is_left_alone():
+    g = GraphBuilder("side")
+    x = g.input("x", (4, 8))
+    normed = g.op("LayerNormalization", x, g.weight("g", np.full(8, 2, np.float32)))
+    graph = g.build(g.op("Relu", normed, name="y"))
     assert fold_norm_affine(graph) is graph
 
 
