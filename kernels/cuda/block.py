@@ -34,6 +34,7 @@ from .cexpr import (
     padded4,
     row_major_strides,
     rows_cols,
+    scalar_attrs,
     split_at,
 )
 
@@ -66,8 +67,7 @@ def _elementwise(b: _Block, op: BlockOp) -> str:
     out_shape = b.shapes[op.output]
     operands = [f"{b.var[t]}[{broadcast_index(out_shape, b.shapes[t])}]" for t in op.inputs]
     attrs = {**BLOCK_OPS[op.op].attrs, **op.attrs}
-    scale = float_literal(attrs["scale"]) if "scale" in attrs else ""
-    expr = ELEMENTWISE[op.op].format(*operands, scale=scale)
+    expr = ELEMENTWISE[op.op].format(*operands, **scalar_attrs(attrs))
     return (f"mlc::for_each<{math.prod(out_shape)}>([&](int i) {{ "
             f"{b.var[op.output]}[i] = {expr}; }});")
 
@@ -98,6 +98,18 @@ def _reduce(operator: str) -> Callable[[_Block, BlockOp], str]:
 def _rms_norm(b: _Block, op: BlockOp) -> str:
     rows, cols = rows_cols(b.shapes[op.inputs[0]])
     return f"mlc::rms_norm_rows<{rows}, {cols}>({b.var[op.inputs[0]]}, {b.var[op.output]});"
+
+
+def _softmax(b: _Block, op: BlockOp) -> str:
+    rows, cols = rows_cols(b.shapes[op.inputs[0]])
+    return f"mlc::softmax_rows<{rows}, {cols}>({b.var[op.inputs[0]]}, {b.var[op.output]});"
+
+
+def _layer_norm(b: _Block, op: BlockOp) -> str:
+    rows, cols = rows_cols(b.shapes[op.inputs[0]])
+    eps = float_literal({**BLOCK_OPS[op.op].attrs, **op.attrs}["eps"])
+    return (f"mlc::layer_norm_rows<{rows}, {cols}>({b.var[op.inputs[0]]}, "
+            f"{b.var[op.output]}, {eps});")
 
 
 def _accum_sum(b: _Block, op: BlockOp) -> str:
@@ -171,6 +183,8 @@ BLOCK_EMIT: dict[str, TileEmit] = {
     "reduce_sum": TileEmit(_reduce("mlc::SumOp")),
     "reduce_max": TileEmit(_reduce("mlc::MaxOp")),
     "rms_norm": TileEmit(_rms_norm),
+    "softmax": TileEmit(_softmax),
+    "layer_norm": TileEmit(_layer_norm),
     # for-loop accumulators: updated every iteration, read after the loop
     "accum_sum": TileEmit(_accum_sum, init="0.0f"),
     "accum_sum_ld": TileEmit(_accum_rows("mlc::Identity"), init="0.0f"),

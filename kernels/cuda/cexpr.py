@@ -76,8 +76,20 @@ ELEMENTWISE = {  # tile op -> C expression over its operands {0}, {1} (already i
     "square": "{0} * {0}",
     "neg": "-{0}",
     "mul_scalar": "{0} * {scale}",
+    "add_scalar": "{0} + {value}",
+    "gelu": "mlc::gelu({0})",
+    "gelu_tanh": "mlc::gelu_tanh({0})",
+    "sigmoid": "mlc::sigmoid({0})",
+    "tanh": "tanhf({0})",
+    "erf": "erff({0})",
     "add": "{0} + {1}",
     "sub": "{0} - {1}",
     "mul": "{0} * {1}",
     "div": "{0} / {1}",
 }
+
+
+def scalar_attrs(attrs: dict) -> dict[str, str]:
+    """The float attributes an ELEMENTWISE expression may name ({scale}, {value}) as C
+    literals; absent ones are empty (no expression of that op names them)."""
+    return {key: float_literal(attrs[key]) if key in attrs else "" for key in ("scale", "value")}

@@ -8,21 +8,27 @@ from typing import Callable
 
 from mlc.compiler.superopt.mugraph.model import KernelOp
 from mlc.compiler.superopt.mugraph.ops import LIBRARY_OPS
+from mlc.compiler.superopt.mugraph.unary import library_activation
 
-from .cexpr import ELEMENTWISE, batch_stride, broadcast_index, split_at
+from .cexpr import ELEMENTWISE, batch_stride, broadcast_index, scalar_attrs, split_at
 
 LIBRARY_THREADS = 256
 LIBRARY_MAX_BLOCKS = 8192  # grid-stride loops cover the rest
 
 
+# library op -> the tile op whose C expression it applies; None: an activation, whose tile op
+# follows from its attributes (unary.library_activation: Gelu's `approximate`)
 LIBRARY_ELEMENTWISE = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Exp": "exp",
-                       "Sqrt": "sqrt", "Silu": "silu", "Neg": "neg"}
+                       "Sqrt": "sqrt", "Silu": "silu", "Neg": "neg", "Scale": "mul_scalar",
+                       "Shift": "add_scalar", "Gelu": None, "Sigmoid": None, "Tanh": None,
+                       "Erf": None}
 
 
-def _library_elementwise(tile_op: str) -> Callable:
+def _library_elementwise(library_op: str, tile_op: str | None) -> Callable:
     def emit(ins, out, attrs) -> str:
         operands = [f"in{n}[{broadcast_index(out, shape)}]" for n, shape in enumerate(ins)]
-        expr = ELEMENTWISE[tile_op].format(*operands)
+        expr = ELEMENTWISE[tile_op or library_activation(library_op, attrs)].format(
+            *operands, **scalar_attrs(attrs))
         return (f"mlc::grid_for_each<{math.prod(out)}LL>([&](long long i) {{ "
                 f"out0[i] = {expr}; }});")
     return emit
@@ -47,7 +53,7 @@ def _library_reduce(operator: str, mean: bool) -> Callable:
 
 
 LIBRARY_EMIT: dict[str, Callable] = {
-    **{name: _library_elementwise(tile) for name, tile in LIBRARY_ELEMENTWISE.items()},
+    **{name: _library_elementwise(name, tile) for name, tile in LIBRARY_ELEMENTWISE.items()},
     "MatMul": _library_matmul,
     "ReduceSum": _library_reduce("mlc::SumOp", mean=False),
     "ReduceMean": _library_reduce("mlc::SumOp", mean=True),

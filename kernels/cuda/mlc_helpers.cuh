@@ -16,6 +16,20 @@ __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); 
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
+__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// GELU, erf form: x * Phi(x).
+__device__ __forceinline__ float gelu(float x) {
+  return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+}
+
+// GELU, tanh form: 0.5 x (1 + tanh(u)) written as x * sigmoid(2u), the same function without
+// the cancellation of 1 + tanh(u) for negative x.
+__device__ __forceinline__ float gelu_tanh(float x) {
+  const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  return x / (1.0f + expf(-2.0f * u));
+}
+
 struct SumOp {
   static __device__ __forceinline__ float init() { return 0.0f; }
   static __device__ __forceinline__ float apply(float a, float b) { return a + b; }
@@ -154,6 +168,39 @@ __device__ __forceinline__ void rms_norm_rows(const float* src, float* dst) {
     for (int col = lane; col < COLS; col += 32) sum += Square::apply(src[row * COLS + col]);
     const float rms = sqrtf(warp_reduce<SumOp>(sum) / static_cast<float>(COLS));
     for (int col = lane; col < COLS; col += 32) dst[row * COLS + col] = src[row * COLS + col] / rms;
+  });
+}
+
+// dst = exp(src - max) / sum(exp(src - max)) over each row (the safe softmax).
+template <int ROWS, int COLS>
+__device__ __forceinline__ void softmax_rows(const float* src, float* dst) {
+  for_each_row<ROWS>([&](int row, int lane) {
+    const float* x = src + row * COLS;
+    float high = neg_inf();
+    for (int col = lane; col < COLS; col += 32) high = fmaxf(high, x[col]);
+    high = warp_reduce<MaxOp>(high);
+    float sum = 0.0f;
+    for (int col = lane; col < COLS; col += 32) sum += expf(x[col] - high);
+    sum = warp_reduce<SumOp>(sum);
+    for (int col = lane; col < COLS; col += 32) dst[row * COLS + col] = expf(x[col] - high) / sum;
+  });
+}
+
+// dst = (src - mean) / sqrt(mean((src - mean)^2) + eps) over each row (LayerNorm, no affine).
+template <int ROWS, int COLS>
+__device__ __forceinline__ void layer_norm_rows(const float* src, float* dst, float eps) {
+  for_each_row<ROWS>([&](int row, int lane) {
+    const float* x = src + row * COLS;
+    float sum = 0.0f;
+    for (int col = lane; col < COLS; col += 32) sum += x[col];
+    const float mean = warp_reduce<SumOp>(sum) / static_cast<float>(COLS);
+    float squares = 0.0f;
+    for (int col = lane; col < COLS; col += 32) squares += Square::apply(x[col] - mean);
+    const float variance = warp_reduce<SumOp>(squares) / static_cast<float>(COLS);
+    const float deviation = sqrtf(variance + eps);
+    for (int col = lane; col < COLS; col += 32) {
+      dst[row * COLS + col] = (x[col] - mean) / deviation;
+    }
   });
 }
 

@@ -8,8 +8,9 @@ for a size-1 dim); loads fill the padding with zeros and stores mask it off.
 import triton
 import triton.language as tl
 
-__all__ = ["dot", "fold_last", "load_tile_1d", "load_tile_2d", "load_tile_3d", "outer_matmul",
-           "silu", "store_tile_1d", "store_tile_2d", "store_tile_3d"]
+__all__ = ["dot", "fold_last", "gelu", "gelu_tanh", "layer_norm_rows", "load_tile_1d",
+           "load_tile_2d", "load_tile_3d", "outer_matmul", "silu", "softmax_rows",
+           "store_tile_1d", "store_tile_2d", "store_tile_3d", "tanh"]
 
 # ---- global <-> register tiles (strides, true sizes, padded sizes are compile-time) -----------
 
@@ -87,6 +88,53 @@ def outer_matmul(a, b):
 @triton.jit
 def silu(x):
     return x / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def tanh(x):
+    """tanh from exp (the interpreter has no libdevice tanh): (1 - e) / (1 + e) with
+    e = exp(-2|x|) never overflows; below |x| = 1/16 that form cancels, so a Taylor
+    polynomial (next term < 1e-11 relative) takes over."""
+    a = tl.abs(x)
+    e = tl.exp(-2.0 * a)
+    big = (1.0 - e) / (1.0 + e)
+    a2 = a * a
+    small = a * (1.0 + a2 * (-1.0 / 3.0 + a2 * (2.0 / 15.0 + a2 * (-17.0 / 315.0))))
+    return tl.where(x < 0.0, -1.0, 1.0) * tl.where(a < 0.0625, small, big)
+
+
+@triton.jit
+def gelu(x):
+    """GELU, erf form: x * Phi(x)."""
+    return 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
+
+
+@triton.jit
+def gelu_tanh(x):
+    """GELU, tanh form: 0.5 x (1 + tanh(u)) written as x * sigmoid(2u), which is the same
+    function without the cancellation of 1 + tanh(u) for negative x."""
+    u = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+    return x / (1.0 + tl.exp(-2.0 * u))
+
+
+@triton.jit
+def softmax_rows(x, SIZE: tl.constexpr, PAD: tl.constexpr):
+    """Safe softmax over the last axis; padded lanes are -inf before the max, so they add
+    exp(-inf) = 0 to the sum and come out 0."""
+    x = tl.where(tl.arange(0, PAD) < SIZE, x, float("-inf"))
+    e = tl.exp(x - tl.max(x, axis=-1, keep_dims=True))
+    return e / tl.sum(e, axis=-1, keep_dims=True)
+
+
+@triton.jit
+def layer_norm_rows(x, SIZE: tl.constexpr, PAD: tl.constexpr, EPS: tl.constexpr):
+    """(x - mean) / sqrt(var + eps) over the last axis's SIZE true lanes; padded lanes
+    come out 0 (they are selected off, whatever they held)."""
+    live = tl.arange(0, PAD) < SIZE
+    x = tl.where(live, x, 0.0)
+    centered = tl.where(live, x - tl.sum(x, axis=-1, keep_dims=True) / SIZE, 0.0)
+    variance = tl.sum(centered * centered, axis=-1, keep_dims=True) / SIZE
+    return centered / tl.sqrt(variance + EPS)
 
 
 @triton.jit

@@ -35,12 +35,14 @@ from .rules import (
     ACCUMULATORS,
     ELEMENTWISE,
     LIBRARY_EXPRS,
+    LIBRARY_FLOAT_ATTRS,
     NEG_INF,
     RESCALING,
     TILE_OPS,
     AccumSite,
     OpSite,
     Tile,
+    float_literal,
     keeps_zero_padding,
     registers,
 )
@@ -258,6 +260,11 @@ def _library_line(op, var_of: dict[str, str], shapes: dict[str, tuple[int, ...]]
     attrs = {**LIBRARY_OPS[op.op].attrs, **op.attrs}
     if "dim" in attrs:
         attrs["dim"] = attrs["dim"] % len(shapes[op.inputs[0]])
+    for key in LIBRARY_FLOAT_ATTRS:
+        if key in attrs:
+            attrs[key] = float_literal(attrs[key])
+    if callable(template):
+        template = template(attrs)
     expr = template.format(*(var_of[t] for t in op.inputs), **attrs)
     return f"{var_of[op.outputs[0]]} = {expr}"
 

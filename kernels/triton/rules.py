@@ -8,11 +8,14 @@ the K dim of a matmul), and skip the mask where the padding is known to hold zer
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
 from mlc.compiler.superopt.mugraph import MuGraphError
+from mlc.compiler.superopt.mugraph.unary import TORCH as TORCH_ACTIVATIONS
+from mlc.compiler.superopt.mugraph.unary import library_activation
 
 # ---- register tiles --------------------------------------------------------------------------
 
@@ -103,8 +106,20 @@ def _fmt(template: str) -> Callable[[OpSite], str]:
     return lambda site: template.format(*site.args)
 
 
+def float_literal(value) -> str:
+    """A Python float literal; inf / nan have none (and would poison every lane anyway)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise MuGraphError(f"Triton renderer: scalar {value} is not finite")
+    return repr(value)
+
+
 def _mul_scalar(site: OpSite) -> str:
-    return f"{site.args[0]} * {float(site.attrs['scale'])!r}"
+    return f"{site.args[0]} * {float_literal(site.attrs['scale'])}"
+
+
+def _add_scalar(site: OpSite) -> str:
+    return f"{site.args[0]} + {float_literal(site.attrs['value'])}"
 
 
 def _reduce_op(kind: str, site: OpSite) -> str:
@@ -119,6 +134,17 @@ def _rms_norm(site: OpSite) -> str:
     x = site.inputs[0]
     squares = reduce("sum", f"{x.var} * {x.var}", x, x.rank - 1)
     return f"{x.var} / tl.sqrt({squares} / {float(x.dims[-1])!r})"
+
+
+def _softmax(site: OpSite) -> str:
+    x = site.inputs[0]
+    return f"softmax_rows({x.var}, {x.dims[-1]}, {x.pads[-1]})"
+
+
+def _layer_norm(site: OpSite) -> str:
+    x = site.inputs[0]
+    eps = float_literal(site.attrs["eps"])
+    return f"layer_norm_rows({x.var}, {x.dims[-1]}, {x.pads[-1]}, {eps})"
 
 
 def _matmul(site: OpSite) -> str:
@@ -144,23 +170,35 @@ TILE_OPS: dict[str, Callable[[OpSite], str]] = {
     "square": _fmt("{0} * {0}"),
     "neg": _fmt("-{0}"),
     "mul_scalar": _mul_scalar,
+    "add_scalar": _add_scalar,
+    "gelu": _fmt("gelu({0})"),
+    "gelu_tanh": _fmt("gelu_tanh({0})"),
+    "sigmoid": _fmt("tl.sigmoid({0})"),
+    "tanh": _fmt("tanh({0})"),
+    "erf": _fmt("tl.erf({0})"),
     "add": _fmt("{0} + {1}"),
     "sub": _fmt("{0} - {1}"),
     "mul": _fmt("{0} * {1}"),
     "div": _fmt("{0} / {1}"),
     # matmul over the last two axes (batched when the tiles keep a batch axis)
     "matmul": _matmul,
-    # reductions keep the reduced dim; rms_norm normalizes over the last dim
+    # reductions keep the reduced dim; the norm family works row-wise over the last dim and
+    # must see only its true lanes (helpers.py masks the padding)
     "reduce_sum": partial(_reduce_op, "sum"),
     "reduce_max": partial(_reduce_op, "max"),
     "rms_norm": _rms_norm,
+    "softmax": _softmax,
+    "layer_norm": _layer_norm,
 }
 ELEMENTWISE = {"unary", "binary"}
 
 # Ops that leave zeros in the padding when their inputs have zeros there (loads zero-fill it);
-# "aligned" ones only when no input broadcasts (0 + a broadcast value is not 0).
+# "aligned" ones only when no input broadcasts (0 + a broadcast value is not 0). Not here:
+# sigmoid (0.5), add_scalar, exp, softmax (a padded row of zeros gives 1 / width per lane),
+# and the norms: a padded row of zeros normalizes to 0 / 0 (layer_norm with eps = 0, rms_norm).
 KEEP_ZERO_PADDING = {"silu": "any", "sqrt": "any", "square": "any", "neg": "any",
-                     "mul_scalar": "any", "mul": "any", "matmul": "any", "reduce_sum": "any",
+                     "mul_scalar": "any", "gelu": "any", "gelu_tanh": "any", "tanh": "any",
+                     "erf": "any", "mul": "any", "matmul": "any", "reduce_sum": "any",
                      "accum_sum": "any", "add": "aligned", "sub": "aligned"}
 
 
@@ -255,7 +293,21 @@ def registers(fill: str, pads: tuple[int, ...]) -> str:
 
 # ---- kernel-level library ops, executed by the host launcher with torch ----------------------
 
-LIBRARY_EXPRS: dict[str, str] = {
+def library_activation_expr(activation: str, operand: str) -> str:
+    """torch source of an activation tile op (gelu, gelu_tanh, ...) from unary.TORCH, the
+    table the µGraph's torch arithmetic also uses."""
+    path, kwargs = TORCH_ACTIVATIONS[activation]
+    extra = "".join(f", {key}={value!r}" for key, value in kwargs.items())
+    return f"torch.{path}({operand}{extra})"
+
+
+def _activation_template(op: str) -> Callable[[dict], str]:
+    return lambda attrs: library_activation_expr(library_activation(op, attrs), "{0}")
+
+
+# library op -> a format template over its operands {0}, {1} and attributes, or a function of
+# the attributes giving one (Gelu's form depends on `approximate`)
+LIBRARY_EXPRS: dict[str, str | Callable[[dict], str]] = {
     "MatMul": "torch.matmul({0}, {1})",
     "Add": "{0} + {1}",
     "Sub": "{0} - {1}",
@@ -265,7 +317,13 @@ LIBRARY_EXPRS: dict[str, str] = {
     "Sqrt": "torch.sqrt({0})",
     "Silu": "torch.nn.functional.silu({0})",
     "Neg": "-{0}",
+    **{op: _activation_template(op) for op in ("Gelu", "Sigmoid", "Tanh", "Erf")},
+    "Scale": "{0} * {scale}",
+    "Shift": "{0} + {value}",
     "ReduceSum": "torch.sum({0}, dim={dim}, keepdim=True)",
     "ReduceMean": "torch.mean({0}, dim={dim}, keepdim=True)",
     "ReduceMax": "torch.amax({0}, dim={dim}, keepdim=True)",
 }
+
+# float attributes of library ops, written as checked literals (float_literal) in the source
+LIBRARY_FLOAT_ATTRS = ("scale", "value")

@@ -23,6 +23,7 @@ from mlc.compiler.superopt.verify.formal.terms import SIGNATURES
 
 NAMES = ("g", "h")          # the grid names pattern variables range over (they may collide)
 CONTEXT = "ctx"             # an extra named axis a bound tensor may carry
+CONSTANTS = ("0.5", "-3.0")  # what a scale / shift constant ("c") ranges over
 DIMS = (-1, -2, -3)
 SIZES = (1, 6, 6, 12)       # 6 and 12 split into 2 or 3 chunks
 ATTEMPTS = 400
@@ -51,8 +52,9 @@ def _substitute(pattern, binding: dict):
 
 def _sample(rng, kinds: dict, conditions) -> tuple[dict, dict, dict] | None:
     """A random binding meeting the conditions: pattern vars -> dims, names, or var leaves."""
-    binding = {v: int(rng.choice(DIMS)) if k == "d" else str(rng.choice(NAMES))
-               for v, k in kinds.items() if k != "t"}
+    picks = {"d": lambda: int(rng.choice(DIMS)), "c": lambda: str(rng.choice(CONSTANTS)),
+             "g": lambda: str(rng.choice(NAMES))}
+    binding = {v: picks[k]() for v, k in kinds.items() if k != "t"}
     unit_dims: dict[str, list[int]] = {}
     indexed: dict[str, set[str]] = {}
     for head, *args in conditions:

@@ -59,6 +59,20 @@ def f_sqrt(a: Tensor) -> Tensor: ...
 def f_silu(a: Tensor) -> Tensor: ...
 @function(egg_fn="fv_neg")
 def f_neg(a: Tensor) -> Tensor: ...
+@function(egg_fn="fv_gelu")
+def f_gelu(a: Tensor) -> Tensor: ...
+@function(egg_fn="fv_gelu_tanh")
+def f_gelu_tanh(a: Tensor) -> Tensor: ...
+@function(egg_fn="fv_sigmoid")
+def f_sigmoid(a: Tensor) -> Tensor: ...
+@function(egg_fn="fv_tanh")
+def f_tanh(a: Tensor) -> Tensor: ...
+@function(egg_fn="fv_erf")
+def f_erf(a: Tensor) -> Tensor: ...
+@function(egg_fn="fv_scale")
+def f_scale(a: Tensor, c: StringLike) -> Tensor: ...
+@function(egg_fn="fv_shift")
+def f_shift(a: Tensor, c: StringLike) -> Tensor: ...
 @function(egg_fn="fv_sum")
 def f_sum(t: Tensor, dim: i64Like) -> Tensor: ...
 @function(egg_fn="fv_mean")
@@ -74,11 +88,12 @@ indexed = relation("fv_indexed", Tensor, String)  # the tensor carries the named
 CONSTRUCTORS = {"var": f_var, "partition": f_partition, "replicate": f_replicate,
                 "combine": f_combine, "reduce": f_reduce, "rmean": f_rmean, "add": f_add,
                 "sub": f_sub, "mul": f_mul, "div": f_div, "matmul": f_matmul, "exp": f_exp,
-                "sqrt": f_sqrt, "silu": f_silu, "neg": f_neg, "sum": f_sum, "mean": f_mean,
-                "max": f_max}
+                "sqrt": f_sqrt, "silu": f_silu, "neg": f_neg, "gelu": f_gelu,
+                "gelu_tanh": f_gelu_tanh, "sigmoid": f_sigmoid, "tanh": f_tanh, "erf": f_erf,
+                "scale": f_scale, "shift": f_shift, "sum": f_sum, "mean": f_mean, "max": f_max}
 
 BATCH_DIMS = range(-8, -2)  # the batch dims declared in every proof's e-graph
-_KIND_SORT = {"t": Tensor, "d": i64, "g": String, "name": String}
+_KIND_SORT = {"t": Tensor, "d": i64, "g": String, "name": String, "c": String}
 
 
 def to_egglog(term: Term, variables: dict | None = None, kinds: dict | None = None):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...mugraph.unary import NUMPY as ACTIVATION_FUNCTIONS
 from .terms import Term
 
 
@@ -90,7 +91,9 @@ def _silu(x):
     return x / (1.0 + np.exp(-x))
 
 
-_UNARY = {"exp": np.exp, "sqrt": np.sqrt, "silu": _silu, "neg": np.negative}
+_UNARY = {"exp": np.exp, "sqrt": np.sqrt, "silu": _silu, "neg": np.negative,
+          **ACTIVATION_FUNCTIONS}
+_WITH_CONSTANT = {"scale": np.multiply, "shift": np.add}
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
            "matmul": np.matmul}
 _DIM_REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max}
@@ -126,6 +129,8 @@ def evaluate(term: Term, env: dict[str, NamedValue], sizes: dict[str, int]) -> N
         return _over_name(inner, args[1], np.mean)
     if op in _UNARY:
         return NamedValue(inner.axes, _UNARY[op](inner.array))
+    if op in _WITH_CONSTANT:
+        return NamedValue(inner.axes, _WITH_CONSTANT[op](inner.array, float(args[1])))
     if op in _DIM_REDUCTIONS:
         axis = inner.data_axis(args[1])
         return NamedValue(inner.axes, _DIM_REDUCTIONS[op](inner.array, axis=axis, keepdims=True))

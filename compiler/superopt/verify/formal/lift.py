@@ -19,8 +19,9 @@ from mlc.compiler.ir import Graph
 
 from ...mugraph.model import NO_DIM, KernelOp, MuGraph, block_shapes, kernel_shapes
 from ...mugraph.ops import BLOCK_OPS, LIBRARY_OPS
+from ...mugraph.unary import ACTIVATIONS, library_activation
 from ..lowering import lower_to_mugraph
-from .terms import Term
+from .terms import Term, constant
 
 
 class LiftError(ValueError):
@@ -31,7 +32,23 @@ def _rms_norm(x: Term) -> Term:
     return ("div", x, ("sqrt", ("mean", ("mul", x, x), -1)))
 
 
-_TILE_UNARY = {"exp": "exp", "silu": "silu", "sqrt": "sqrt", "neg": "neg"}
+def _softmax(x: Term) -> Term:
+    """The safe softmax over the last dim, as the reference lowering of IR Softmax spells it
+    (max, sub, exp, sum, div), so a fused softmax tile op meets it term for term."""
+    exp = ("exp", ("sub", x, ("max", x, -1)))
+    return ("div", exp, ("sum", exp, -1))
+
+
+def _layer_norm(x: Term, eps: float) -> Term:
+    """(x - mean) / sqrt(mean((x - mean)^2) + eps) over the last dim, in the order of the
+    reference lowering of IR LayerNormalization."""
+    centered = ("sub", x, ("mean", x, -1))
+    variance = ("mean", ("mul", centered, centered), -1)
+    return ("div", centered, ("sqrt", ("shift", variance, constant(eps))))
+
+
+_TILE_UNARY = {"exp": "exp", "silu": "silu", "sqrt": "sqrt", "neg": "neg",
+               **{name: name for name in ACTIVATIONS}}
 _TILE_BINARY = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "matmul": "matmul"}
 _LIB_UNARY = {"Exp": "exp", "Sqrt": "sqrt", "Silu": "silu", "Neg": "neg"}
 _LIB_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "MatMul": "matmul"}
@@ -40,12 +57,19 @@ _LIB_REDUCE = {"ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max"}
 
 def library_term(op: str, attrs: dict, inputs: list[Term], ranks: list[int]) -> Term:
     """The term of a kernel-level library op (a LIBRARY_OPS row)."""
+    attrs = {**LIBRARY_OPS[op].attrs, **attrs}
     if op in _LIB_UNARY:
         return (_LIB_UNARY[op], inputs[0])
+    if library_activation(op, attrs) is not None:
+        return (library_activation(op, attrs), inputs[0])
+    if op == "Scale":
+        return ("scale", inputs[0], constant(attrs["scale"]))
+    if op == "Shift":
+        return ("shift", inputs[0], constant(attrs["value"]))
     if op in _LIB_BINARY:
         return (_LIB_BINARY[op], inputs[0], inputs[1])
     if op in _LIB_REDUCE:
-        dim = {**LIBRARY_OPS[op].attrs, **attrs}["dim"] % ranks[0] - ranks[0]
+        dim = attrs["dim"] % ranks[0] - ranks[0]
         return (_LIB_REDUCE[op], inputs[0], dim)
     raise LiftError(f"library op {op!r} has no formal term")
 
@@ -76,8 +100,17 @@ def _tile_term(op: str, attrs: dict, inputs: list[Term], rank: int, loop: str | 
     if op in ("reduce_sum", "reduce_max"):
         dim = {**BLOCK_OPS[op].attrs, **attrs}["dim"] % rank - rank
         return ("sum" if op == "reduce_sum" else "max", inputs[0], dim)
+    attrs = {**BLOCK_OPS[op].attrs, **attrs}
+    if op == "mul_scalar":
+        return ("scale", inputs[0], constant(attrs["scale"]))
+    if op == "add_scalar":
+        return ("shift", inputs[0], constant(attrs["value"]))
     if op == "rms_norm":
         return _rms_norm(inputs[0])
+    if op == "softmax":
+        return _softmax(inputs[0])
+    if op == "layer_norm":
+        return _layer_norm(inputs[0], attrs["eps"])
     raise LiftError(f"tile op {op!r} has no formal term")
 
 
@@ -191,7 +224,7 @@ def lift_mugraph(graph: MuGraph) -> dict[str, Term]:
     """Terms of every output of a µGraph over ("var", input) leaves.
 
     Requires: a valid µGraph. Ensures: one term per graph output; LiftError names an op that
-    has no term (accum_max_ld, the rescaling accumulators, mul_scalar).
+    has no term (accum_max_ld, the rescaling accumulators).
     """
     return _lift(graph)[0]
 

@@ -5,15 +5,19 @@ Conditions: ("ne", x, y) two dims or names differ; ("unit", t, d) tensor t has s
 data dim d and ("indexed", t, g) t varies over name g (analysis facts, see FACTS); ("batch", d)
 d is a batch dim of a matmul (d <= -3).
 Families: parallelization (partition / replicate / combine / reduce move through ops), matmul
-splits, and algebra. Every rewrite is sound for every binding that makes its left side
-defined; tests/superopt/test_formal_rules.py checks each numerically.
+splits, and algebra. Activations (gelu, sigmoid, ...) are uninterpreted elementwise functions:
+they only commute with partition / replicate, so a proof needs the candidate to apply the same
+activation to the same value (silu = x * sigmoid(x) is the one identity used). A constant
+("?k", kind "c") is compared by name, so scale(scale(x, 2), 3) is not scale(x, 6).
+Every rewrite is sound for every binding that makes its left side defined;
+tests/superopt/test_formal_rules.py checks each numerically.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .terms import BINARY, DIM_REDUCTIONS, UNARY
+from .terms import BINARY, DIM_REDUCTIONS, UNARY, WITH_CONSTANT
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Fact:
 A, B, C, T = "?a", "?b", "?c", "?t"
 D, E = "?d", "?e"
 G, H = "?g", "?h"
+K = "?k"
 
 
 def part(t, d, g):
@@ -62,6 +67,9 @@ def _parallel_elementwise() -> list[Rewrite]:
     for op in UNARY:
         rules += [Rewrite(f"{op}-partition", (op, part(A, D, G)), part((op, A), D, G)),
                   Rewrite(f"{op}-replicate", (op, repl(A, G)), repl((op, A), G))]
+    for op in WITH_CONSTANT:
+        rules += [Rewrite(f"{op}-partition", (op, part(A, D, G), K), part((op, A, K), D, G)),
+                  Rewrite(f"{op}-replicate", (op, repl(A, G), K), repl((op, A, K), G))]
     for op in BINARY + ("matmul",):
         rules.append(Rewrite(f"{op}-replicate-replicate", (op, repl(A, G), repl(B, G)),
                              repl((op, A, B), G)))
@@ -161,6 +169,23 @@ def _algebra() -> list[Rewrite]:
         *_both_ways("matmul-row-divisor", ("matmul", ("div", A, C), B),
                     ("div", ("matmul", A, B), C), (("unit", C, -1),)),
         Rewrite("sub-as-add", ("sub", A, B), ("add", A, ("neg", B))),
+        *_both_ways("silu-as-sigmoid", ("silu", A), ("mul", A, ("sigmoid", A))),
+    ] + _scale_algebra()
+
+
+def _scale_algebra() -> list[Rewrite]:
+    """A constant factor moves out of linear ops (outward only: both sides of a proof then
+    reach the same form), e.g. an attention scale applied before or after Q K^T."""
+    def scale(t):
+        return ("scale", t, K)
+
+    return [
+        Rewrite("scale-out-of-matmul-left", ("matmul", scale(A), B), scale(("matmul", A, B))),
+        Rewrite("scale-out-of-matmul-right", ("matmul", A, scale(B)), scale(("matmul", A, B))),
+        Rewrite("scale-out-of-mul", ("mul", scale(A), B), scale(("mul", A, B))),
+        Rewrite("scale-out-of-div", ("div", scale(A), B), scale(("div", A, B))),
+        Rewrite("scale-out-of-reduce", red(scale(A), G), scale(red(A, G))),
+        Rewrite("scale-out-of-sum", ("sum", scale(A), D), scale(("sum", A, D))),
     ]
 
 
@@ -171,6 +196,7 @@ REWRITES: tuple[Rewrite, ...] = tuple(
 def _facts() -> list[Fact]:
     facts = [Fact(f"{op}-is-unit", (op, T, D), (), D) for op in DIM_REDUCTIONS]
     facts += [Fact(f"{op}-keeps-unit", (op, A), (("unit", A, D),), D) for op in UNARY]
+    facts += [Fact(f"{op}-keeps-unit", (op, A, K), (("unit", A, D),), D) for op in WITH_CONSTANT]
     facts += [Fact(f"{op}-keeps-unit", (op, A, B), (("unit", A, D), ("unit", B, D)), D)
               for op in BINARY]
     facts += [
@@ -189,6 +215,8 @@ def _index_facts() -> list[Fact]:
              Fact("replicate-indexes", repl(A, G), (), G, "indexed")]
     for op in UNARY:
         facts.append(Fact(f"{op}-keeps-index", (op, A), (("indexed", A, G),), G, "indexed"))
+    for op in WITH_CONSTANT:
+        facts.append(Fact(f"{op}-keeps-index", (op, A, K), (("indexed", A, G),), G, "indexed"))
     for op in DIM_REDUCTIONS:
         facts.append(Fact(f"{op}-keeps-index", (op, A, D), (("indexed", A, G),), G, "indexed"))
     for op in BINARY + ("matmul",):

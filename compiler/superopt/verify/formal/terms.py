@@ -11,6 +11,9 @@ loop names are strings whose sizes stay symbolic (one proof covers every size).
     ("reduce", t, g)                     the sum of t over g; ("rmean", t, g) the mean
     ("add" | "sub" | "mul" | "div" | "matmul", a, b)
     ("exp" | "sqrt" | "silu" | "neg", a)
+    ("gelu" | "gelu_tanh" | "sigmoid" | "tanh" | "erf", a)   activations, uninterpreted
+    ("scale" | "shift", a, c)            a * c and a + c for a constant c, written as the
+                                         repr of a float (so equal constants are equal names)
     ("sum" | "mean" | "max", t, dim)     a reduction along a data dim that keeps it as size 1
 
     >>> show(("combine", ("partition", ("var", "X"), -1, "gx"), -1, "gx"))
@@ -21,7 +24,8 @@ from __future__ import annotations
 
 Term = tuple
 
-# op -> argument kinds: "t" a tensor term, "d" a data dim (int < 0), "g" a grid/loop name
+# op -> argument kinds: "t" a tensor term, "d" a data dim (int < 0), "g" a grid/loop name,
+# "c" a constant (a float's repr)
 SIGNATURES: dict[str, tuple[str, ...]] = {
     "var": ("name",),
     # parallelization
@@ -40,15 +44,31 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "sqrt": ("t",),
     "silu": ("t",),
     "neg": ("t",),
+    # activations: only their elementwise nature is known (no algebra), see rules.py
+    "gelu": ("t",),
+    "gelu_tanh": ("t",),
+    "sigmoid": ("t",),
+    "tanh": ("t",),
+    "erf": ("t",),
+    # elementwise with a constant
+    "scale": ("t", "c"),
+    "shift": ("t", "c"),
     # data-dim reductions (keep the dim)
     "sum": ("t", "d"),
     "mean": ("t", "d"),
     "max": ("t", "d"),
 }
 
-UNARY = ("exp", "sqrt", "silu", "neg")
+ACTIVATIONS = ("gelu", "gelu_tanh", "sigmoid", "tanh", "erf")
+UNARY = ("exp", "sqrt", "silu", "neg") + ACTIVATIONS
+WITH_CONSTANT = ("scale", "shift")
 BINARY = ("add", "sub", "mul", "div")
-ELEMENTWISE = UNARY + BINARY
+ELEMENTWISE = UNARY + WITH_CONSTANT + BINARY
+
+
+def constant(value) -> str:
+    """The "c" argument of a scale / shift term: one spelling per float value."""
+    return repr(float(value))
 DIM_REDUCTIONS = ("sum", "mean", "max")
 
 
@@ -63,7 +83,7 @@ def check_term(term: Term) -> Term:
             check_term(arg)
         elif kind == "d" and not (isinstance(arg, int) and arg < 0):
             raise ValueError(f"{op}: data dim {arg!r} must be a negative int")
-        elif kind in ("g", "name") and not isinstance(arg, str):
+        elif kind in ("g", "name", "c") and not isinstance(arg, str):
             raise ValueError(f"{op}: {kind} {arg!r} must be a string")
     return term
 
