@@ -12,6 +12,7 @@ the user must act on) and interrupts end the run.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from dataclasses import dataclass, field
@@ -137,6 +138,7 @@ def optimize_graph(graph: Graph, options: OptimizeOptions = OptimizeOptions(),
             found = None
             region_notes.append(f"search failed ({type(err).__name__}: {err}); the region "
                                 "keeps its unfused lowering")
+        gc.collect()  # free this search's e-graphs here: egglog refuses another thread's drop
         result = _region_result(key, members, found, options.target, region_notes)
         notes += [f"{label}: {note}" for note in region_notes]
         if result is not None:

@@ -88,9 +88,15 @@ def _grow(graph: Graph, max_nodes: int, max_matmuls: int, max_inputs: int) -> li
     region_of: dict[int, int] = {}
     regions: list[list[int]] = []
 
+    fused_paths = _supported_ancestors(graph)
+
     def siblings(i: int) -> set[int]:
+        """Matmuls sharing i's left operand whose results meet again through supported ops
+        (the gated MLP's silu(x @ Wg) * (x @ Wu)); Q / K / V projections that part ways
+        through a head reshape are better as separate matmul + bias regions."""
         left = graph.nodes[i].inputs[0]
-        return {j for j in consumers.get(left, ()) if j != i and graph.nodes[j].op == "MatMul"}
+        return {j for j in consumers.get(left, ()) if j != i and graph.nodes[j].op == "MatMul"
+                and any({i, j} <= seen for seen in fused_paths.values())}
 
     def fits(i: int, members: set[int]) -> bool:
         node = graph.nodes[i]
@@ -103,6 +109,18 @@ def _grow(graph: Graph, max_nodes: int, max_matmuls: int, max_inputs: int) -> li
             through = any(graph.nodes[j].op in ("Exp", "Softmax") for j in members & ancestors[i])
             if upstream and not through:
                 return False
+            parallel = {j for j in members - ancestors[i] if graph.nodes[j].op == "MatMul"}
+            if parallel - siblings(i):
+                return False  # independent matmuls: one region each
+        upstream_matmul = any(graph.nodes[j].op == "MatMul" for j in members & ancestors[i])
+        if not upstream_matmul and any(x in graph.weights for x in _operands(graph, i)) \
+                and node.op != "MatMul":
+            return False  # a constant-vector op (bias, norm affine) fuses as a matmul's
+            # epilogue; before any matmul it would spend a kernel input on little work
+        if node.op == "LayerNormalization" and any(
+                graph.nodes[j].op == "MatMul" for j in members & ancestors[i]):
+            return False  # a norm after a matmul needs whole output rows per block: it
+            # starts the next region instead, as a prologue of the matmuls it feeds
         produced = {o for j in members for o in graph.nodes[j].outputs}
         outside = {x for j in list(members) + [i] for x in _operands(graph, j)} - produced
         if len(outside - set(node.outputs)) > max_inputs:
@@ -134,6 +152,22 @@ def _operands(graph: Graph, index: int) -> list[str]:
     node = graph.nodes[index]
     absorbed = absorbed_constants(node, graph)
     return [x for x in node.inputs if x not in absorbed]
+
+
+def _supported_ancestors(graph: Graph) -> dict[int, set[int]]:
+    """For each supported node, the supported nodes it reaches through supported ops only."""
+    producer = {out: i for i, n in enumerate(graph.nodes) for out in n.outputs}
+    reach: dict[int, set[int]] = {}
+    for i, node in enumerate(graph.nodes):
+        if not supported(node, graph):
+            continue
+        mine: set[int] = set()
+        for name in node.inputs:
+            p = producer.get(name)
+            if p is not None and p in reach:
+                mine |= {p} | reach[p]
+        reach[i] = mine
+    return reach
 
 
 def _region(graph: Graph, members: list[int]) -> Region:
