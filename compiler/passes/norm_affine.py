@@ -24,8 +24,8 @@ def _constant(view: GraphView, name: str) -> np.ndarray | None:
 def _fold(view: GraphView, norm: Node) -> Rewrite | None:
     """The rewrite for one last-axis LayerNormalization with constant affine weights that at
     least one `MatMul(norm, W)` with a constant 2-D W reads, or None. Other readers (a
-    residual Add, a graph output) keep their value: they read normed * gamma + beta, spelled
-    out as a Mul and an Add after the identity-affine norm."""
+    residual Add, a graph output) keep reading the original norm; the row-wise norm is then
+    recomputed per matmul, which costs far less than keeping it out of their kernels."""
     x, out = norm.inputs[0], norm.outputs[0]
     rank = view.graph.types[x].rank
     if len(norm.outputs) != 1 or norm.attrs.get("axis", -1) % rank != rank - 1:
@@ -48,31 +48,29 @@ def _fold(view: GraphView, norm: Node) -> Rewrite | None:
     others = out in view.outputs or any(r.name not in matmuls for r in view.users.get(out, []))
     dtype = view.graph.types[x].dtype
     ones, zeros = view.fresh(f"{norm.name}.unit_scale"), view.fresh(f"{norm.name}.zero_bias")
-    new_weights = {ones: np.ones(width, dtype), zeros: np.zeros(width, dtype)}
-    normed = view.fresh(f"{out}.normed") if others else out
-    emitted = [Node(norm.op, (x, ones, zeros), (normed,), norm.attrs, norm.name)]
-    if others:  # the affine value, for the readers that are not folded matmuls
-        gamma_name, beta_name = view.fresh(f"{norm.name}.gamma"), view.fresh(f"{norm.name}.beta")
-        new_weights[gamma_name], new_weights[beta_name] = gamma.astype(dtype), beta.astype(dtype)
-        scaled = view.fresh(f"{out}.scaled")
-        emitted += [
-            Node("Mul", (normed, gamma_name), (scaled,), {}, view.fresh(f"{norm.name}.mul")),
-            Node("Add", (scaled, beta_name), (out,), {}, view.fresh(f"{norm.name}.add"))]
-    emit = {norm.name: tuple(emitted)}
+    # one element each: they broadcast, and a symbolic search can rebind the row width
+    new_weights = {ones: np.ones(1, dtype), zeros: np.zeros(1, dtype)}
+    # Each matmul reads its own identity-affine norm, and other readers keep the original:
+    # a fused matmul kernel then recomputes its rows' norm (cheap, row-wise) instead of also
+    # writing the norm's output for the others (a second output no single kernel can own).
+    emit = {norm.name: (norm,) if others else ()}
     for reader, weight in matmuls.values():
+        normed = view.fresh(f"{out}.normed")
+        emit[reader.name] = (Node(norm.op, (x, ones, zeros), (normed,), norm.attrs,
+                                  view.fresh(f"{norm.name}.for_{reader.name}")),)
         weight = weight.astype(np.float64)
         folded = view.fresh(f"{reader.inputs[1]}.scaled")
         new_weights[folded] = (gamma.astype(np.float64)[:, None] * weight).astype(dtype)
         if not np.any(beta):
-            emit[reader.name] = (Node("MatMul", (normed, folded), reader.outputs, {},
-                                      reader.name),)
+            emit[reader.name] += (Node("MatMul", (normed, folded), reader.outputs, {},
+                                       reader.name),)
             continue
         shift = view.fresh(f"{reader.name}.norm_bias")
         new_weights[shift] = (beta.astype(np.float64) @ weight).astype(dtype)
         product = view.fresh(f"{reader.outputs[0]}.unshifted")
-        emit[reader.name] = (Node("MatMul", (normed, folded), (product,), {}, reader.name),
-                             Node("Add", (product, shift), reader.outputs, {},
-                                  view.fresh(f"{reader.name}.add_norm_bias")))
+        emit[reader.name] += (Node("MatMul", (normed, folded), (product,), {}, reader.name),
+                              Node("Add", (product, shift), reader.outputs, {},
+                                   view.fresh(f"{reader.name}.add_norm_bias")))
     return Rewrite(frozenset(emit), emit, {}, new_weights)
 
 
@@ -80,8 +78,7 @@ def fold_norm_affine(graph: Graph) -> Graph:
     """Requires a typed Graph; ensures the same function with every last-axis
     LayerNormalization read by MatMuls with constant 2-D weights rewritten to an identity-
     affine norm: gamma folded into those weights, beta into a bias Add after each matmul
-    (float64 fold, rounded once to the weights' dtype); other readers read the affine value,
-    recomputed by an explicit Mul and Add."""
+    (float64 fold, rounded once to the weights' dtype); other readers keep the original."""
     view = GraphView(graph)
     editor = Editor(view)
     for node in graph.nodes:

@@ -117,10 +117,9 @@ def _grow(graph: Graph, max_nodes: int, max_matmuls: int, max_inputs: int) -> li
                 and node.op != "MatMul":
             return False  # a constant-vector op (bias, norm affine) fuses as a matmul's
             # epilogue; before any matmul it would spend a kernel input on little work
-        if node.op == "LayerNormalization" and any(
-                graph.nodes[j].op == "MatMul" for j in members & ancestors[i]):
-            return False  # a norm after a matmul needs whole output rows per block: it
-            # starts the next region instead, as a prologue of the matmuls it feeds
+        if node.op == "LayerNormalization":
+            return False  # a norm opens a region, as the prologue of the matmul it feeds:
+            # after a matmul it would need whole output rows per block
         produced = {o for j in members for o in graph.nodes[j].outputs}
         outside = {x for j in list(members) + [i] for x in _operands(graph, j)} - produced
         if len(outside - set(node.outputs)) > max_inputs:

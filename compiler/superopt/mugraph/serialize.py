@@ -105,7 +105,7 @@ def _triple(value, where: str, low: int, high: int) -> tuple[int, int, int]:
 
 def _attrs(value, where: str, row) -> dict:
     """An op's attributes: only those its row declares, each of the declared default's kind
-    (`dim`: an integer within any rank; `scale`: a finite number)."""
+    (`dim`: an integer within any rank; `scale`: a finite number; `approximate`: none|tanh)."""
     attrs = dict(_object(value, where, set(row.attrs)))
     for key, given in attrs.items():
         if key == "dim":
@@ -116,6 +116,10 @@ def _attrs(value, where: str, row) -> dict:
                 raise MuGraphError(f"{where}.{key}: expected a finite number, got "
                                    f"{_show(given)}")
             attrs[key] = float(given)
+        elif key == "approximate":  # GELU's form, as ONNX spells it
+            if given not in ("none", "tanh"):
+                raise MuGraphError(f"{where}.approximate: expected \"none\" or \"tanh\", got "
+                                   f"{_show(given)}")
         else:
             _int(given, f"{where}.{key}", 1, MAX_DIM)
     return attrs
