@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) bench/search.py --budget 60 --out build/bench/search.json
 	$(PY) bench/formal.py --out build/bench/formal.json
 	$(PY) bench/symbolic.py --budget 30 --out build/bench/symbolic.json
+	$(PY) bench/real_models.py --budget 30 --out build/bench/real_models.json
 	$(PY) bench/quant.py --out build/bench/quant.json
 	$(PY) bench/coral.py --out build/bench/coral.json
 	$(PY) bench/coserve.py --out build/bench/coserve.json

@@ -33,8 +33,10 @@ def _write_kernels(folder: Path, index: int, graph) -> None:
     stem.with_suffix(".svg").write_text(mugraph_svg(graph))
 
 
-def _report_md(model: str, target: str, rows: list[dict], notes: list[str], seconds: float):
-    lines = [f"# mlc optimize: {model}", "",
+def _report_md(model: str, target: str, rows: list[dict], notes: list[str], seconds: float,
+               coverage: dict):
+    from mlc.compiler.superopt.coverage import coverage_line
+    lines = [f"# mlc optimize: {model}", "", coverage_line(coverage) + ".", "",
              f"Target {target}; times are roofline estimates; search took {seconds:.1f} s.", "",
              "| kernel | region (first node .. last) | × | search | verified | est µs | "
              "baseline µs | speedup | enumerated | pruned | verified cands | search s |",
@@ -158,6 +160,7 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
       mlc optimize workload:prism_swiglu --out build/swiglu --search concrete
     """
     from mlc.compiler.superopt.cost import load_gpu
+    from mlc.compiler.superopt.coverage import coverage_line, coverage_of
     from mlc.compiler.superopt.optimize import OptimizeOptions, optimize_graph
 
     check_output_directory(out, force=force, inputs=[model])  # refuse before the search
@@ -172,9 +175,11 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
     if warning:
         result.notes.insert(0, warning)
     rows = [r.row(i) for i, r in enumerate(result.results)]
+    coverage = coverage_of(result)
     report = {"format_version": REPORT_FORMAT_VERSION, "command": "optimize", "source": model,
               "target": gpu.name, "time_source": "estimated",
-              "search_seconds": round(result.search_seconds, 3), "kernels": rows,
+              "search_seconds": round(result.search_seconds, 3), "coverage": coverage,
+              "kernels": rows,
               "notes": result.notes}
     with atomic_directory(out, force=force, inputs=[model]) as tmp:
         save_graph(result.graph, tmp)
@@ -183,7 +188,7 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
             _write_kernels(tmp / "kernels", index, region_result.best)
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "report.md").write_text(_report_md(model, gpu.name, rows, result.notes,
-                                                  result.search_seconds))
+                                                  result.search_seconds, coverage))
     total = sum(r["est_time_us"] * r["instances"] for r in rows)
     base = sum(r["baseline_est_time_us"] * r["instances"] for r in rows)
     text = [f"{len(rows)} distinct region(s), {sum(r['instances'] for r in rows)} in all; "
@@ -196,5 +201,6 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
     if rows:
         text.append(f"fused regions: {total:.1f} µs vs {base:.1f} µs unfused (estimated, "
                     f"{gpu.name})")
+    text.append(coverage_line(coverage))
     text.append(f"wrote {out}/ (graph.json, kernels/, report.json, report.md)")
     emit(as_json, report, "\n".join(text))
