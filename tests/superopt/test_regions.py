@@ -51,7 +51,6 @@ def test_regions_stay_convex():
     b = GraphBuilder("diamond")
     x = b.input("x", (4, 8))
     w = b.input("w", (8, 8))
-    g = b.input("g", (8,))
     m = b.op("MatMul", x, w)
     t = b.op("Abs", b.op("Relu", m))
     out = b.op("Add", b.op("Exp", m), t)
