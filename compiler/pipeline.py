@@ -11,12 +11,14 @@ from .passes.algebra import (
 from .passes.canonicalize import canonicalize_activations
 from .passes.gemm import lower_gemm
 from .passes.layer_norm import fuse_layer_norm
-from .passes.norm_affine import fold_norm_affine, merge_constant_adds
+from .passes.masks import additive_masks
+from .passes.norm_affine import fold_constant_transposes, fold_norm_affine, merge_constant_adds
 
 IMPORT_PASSES = []  # `mlc import` keeps the graph as the frontend produced it
 # Canonicalization, so region selection sees the ops the µGraph level supports; activations
 # go before simplify_pow so gelu_new's Pow(x, 3) is still inside its cone (either would work).
 OPTIMIZE_PASSES = [
+    fold_constant_transposes,  # torch.export's x @ W.T: the matmuls then read constants
     lower_gemm,
     canonicalize_activations,
     drop_softmax_nan_guard,
@@ -24,6 +26,7 @@ OPTIMIZE_PASSES = [
     reciprocal_to_div,
     fuse_layer_norm,  # after simplify_pow and reciprocal_to_div: it matches their output
     hoist_matmul_scales,
+    additive_masks,  # torch.export's Where(mask, scores, -inf) before a softmax
     fold_norm_affine,  # after fuse_layer_norm: it folds the norms that pass made
     merge_constant_adds,  # the folded beta next to the matmul's own bias
 ]  # then regions -> search -> MuGraphCall rewrite

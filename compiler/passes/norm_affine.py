@@ -122,3 +122,20 @@ def merge_constant_adds(graph: Graph) -> Graph:
         editor.add(Rewrite(frozenset({inner_node.name, node.name}), {node.name: (merged,)},
                            {}, {name: total}))
     return editor.build()
+
+
+def fold_constant_transposes(graph: Graph) -> Graph:
+    """Requires a typed Graph; ensures every Transpose of a constant weight (torch.export
+    spells each Linear as x @ W.T) is replaced by the transposed weight, so the matmuls it
+    fed read a constant that later folds (fold_norm_affine) and region selection can see."""
+    view = GraphView(graph)
+    editor = Editor(view)
+    for node in graph.nodes:
+        if node.op != "Transpose" or node.inputs[0] not in graph.weights \
+                or node.outputs[0] in view.outputs:
+            continue
+        name = view.fresh(f"{node.inputs[0]}.transposed")
+        value = np.ascontiguousarray(np.transpose(graph.weights[node.inputs[0]],
+                                                  node.attrs["perm"]))
+        editor.add(Rewrite(frozenset({node.name}), {}, {node.outputs[0]: name}, {name: value}))
+    return editor.build()
