@@ -10,7 +10,7 @@ from .passes.algebra import (
 )
 from .passes.canonicalize import canonicalize_activations
 from .passes.gemm import lower_gemm
-from .passes.layer_norm import fuse_layer_norm
+from .passes.layer_norm import fuse_layer_norm, fuse_rms_norm
 from .passes.masks import additive_masks
 from .passes.norm_affine import fold_constant_transposes, fold_norm_affine, merge_constant_adds
 
@@ -25,6 +25,7 @@ OPTIMIZE_PASSES = [
     simplify_pow,
     reciprocal_to_div,
     fuse_layer_norm,  # after simplify_pow and reciprocal_to_div: it matches their output
+    fuse_rms_norm,  # after fuse_layer_norm: a layer norm's inner Div is not an RMS norm
     hoist_matmul_scales,
     additive_masks,  # torch.export's Where(mask, scores, -inf) before a softmax
     fold_norm_affine,  # after fuse_layer_norm: it folds the norms that pass made

@@ -123,3 +123,50 @@ def fuse_layer_norm(graph: Graph) -> Graph:
         if node.op == "Div" and not editor.claimed(node.name):
             editor.add(_match(view, node))
     return editor.build()
+
+
+def _match_rms(view: GraphView, div: Node) -> Rewrite | None:
+    """x / Sqrt(ReduceMean(x * x) + eps) [* w] over the last axis (Llama's RMSNorm after
+    simplify_pow and reciprocal_to_div), as one RMSNormalization."""
+    try:
+        x, std = div.inputs
+        sqrt = _producer(view, std, "Sqrt", {div.name})
+        add = _producer(view, sqrt.inputs[0], "Add", {sqrt.name})
+        var_name, eps_name = add.inputs if view.scalar(add.inputs[1]) is not None \
+            else add.inputs[::-1]
+        eps = view.scalar(eps_name)
+        _require(eps is not None)
+        mean = _producer(view, var_name, "ReduceMean", {add.name})
+        square = view.producers.get(_last_axis_mean(view, mean))
+        _require(square is not None and square.op == "Mul" and square.inputs == (x, x)
+                 and view.private(square.outputs[0], {mean.name}))
+    except _NoMatch:
+        return None
+    x_type = view.graph.types[x]
+    if not view.is_float(x) or view.graph.types[div.outputs[0]] != x_type or not x_type.shape:
+        return None
+    width, dtype = x_type.shape[-1], np_dtype(x_type.dtype)
+    nodes, last, scale = [square, mean, add, sqrt, div], div, np.ones(1, dtype)
+    scaled = _affine(view, div.outputs[0], "Mul", width)
+    if scaled is not None:
+        last, scale = scaled
+        nodes.append(last)
+    name = view.fresh(f"{last.name}/scale")
+    norm = Node("RMSNormalization", (x, name), last.outputs, {"axis": -1, "epsilon": eps},
+                last.name)
+    return Rewrite(frozenset(n.name for n in nodes), {last.name: (norm,)},
+                   weights={name: scale.astype(dtype)})
+
+
+def fuse_rms_norm(graph: Graph) -> Graph:
+    """Requires a typed Graph, after simplify_pow and reciprocal_to_div. Ensures each
+    x / sqrt(mean(x * x over the last axis) + eps), with its row-vector weight when one
+    multiplies it, is one RMSNormalization(axis=-1) named and valued like the last node it
+    absorbed (the weight is ones(1) when there is none); returns `graph` itself when nothing
+    matched."""
+    view = GraphView(graph)
+    editor = Editor(view)
+    for node in graph.nodes:
+        if node.op == "Div" and not editor.claimed(node.name):
+            editor.add(_match_rms(view, node))
+    return editor.build()

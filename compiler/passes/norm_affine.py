@@ -1,4 +1,4 @@
-"""Fold a LayerNorm's affine weights into the matmuls that read it.
+"""Fold a LayerNorm's (or RMSNorm's) affine weights into the matmuls that read it.
 
 LayerNorm(x, gamma, beta) @ W = LayerNorm(x, 1, 0) @ (gamma[:, None] * W) + beta @ W, exact in
 real arithmetic. After the fold the norm carries no kernel inputs (identity affine weights are
@@ -35,8 +35,7 @@ def _fold(view: GraphView, norm: Node) -> Rewrite | None:
     beta = _constant(view, norm.inputs[2]) if len(norm.inputs) > 2 else np.zeros(width)
     if gamma is None or beta is None or gamma.shape != (width,) or beta.shape != (width,):
         return None
-    if np.all(gamma == 1) and np.all(beta == 0):
-        return None  # already the identity
+    identity = bool(np.all(gamma == 1) and np.all(beta == 0))
     matmuls = {}
     for reader in {r.name: r for r in view.users.get(out, [])}.values():
         weight = _constant(view, reader.inputs[1]) if reader.op == "MatMul" else None
@@ -46,18 +45,34 @@ def _fold(view: GraphView, norm: Node) -> Rewrite | None:
     if not matmuls:
         return None
     others = out in view.outputs or any(r.name not in matmuls for r in view.users.get(out, []))
+    if identity and len(matmuls) == 1 and not others:
+        return None  # nothing to fold and nobody to split from
     dtype = view.graph.types[x].dtype
     ones, zeros = view.fresh(f"{norm.name}.unit_scale"), view.fresh(f"{norm.name}.zero_bias")
     # one element each: they broadcast, and a symbolic search can rebind the row width
     new_weights = {ones: np.ones(1, dtype), zeros: np.zeros(1, dtype)}
+    if norm.op != "LayerNormalization":
+        del new_weights[zeros]  # RMSNormalization has no bias
     # Each matmul reads its own identity-affine norm, and other readers keep the original:
     # a fused matmul kernel then recomputes its rows' norm (cheap, row-wise) instead of also
     # writing the norm's output for the others (a second output no single kernel can own).
+    # Matmuls whose results meet again (a gated MLP's gate and up) share one copy: they fuse
+    # into one kernel together.
     emit = {norm.name: (norm,) if others else ()}
+    copies: dict[str, str] = {}
     for reader, weight in matmuls.values():
-        normed = view.fresh(f"{out}.normed")
-        emit[reader.name] = (Node(norm.op, (x, ones, zeros), (normed,), norm.attrs,
-                                  view.fresh(f"{norm.name}.for_{reader.name}")),)
+        group = _meeting_group(view, reader, [node for node, _ in matmuls.values()])
+        emit[reader.name] = ()
+        if group not in copies:
+            copies[group] = view.fresh(f"{out}.normed")
+            operands = (x, ones, zeros) if norm.op == "LayerNormalization" else (x, ones)
+            emit[reader.name] = (Node(norm.op, operands, (copies[group],), norm.attrs,
+                                      view.fresh(f"{norm.name}.for_{reader.name}")),)
+        normed = copies[group]
+        if identity:  # only split: each matmul gets its own norm, the weights stay
+            emit[reader.name] += (Node("MatMul", (normed, reader.inputs[1]), reader.outputs,
+                                       {}, reader.name),)
+            continue
         weight = weight.astype(np.float64)
         folded = view.fresh(f"{reader.inputs[1]}.scaled")
         new_weights[folded] = (gamma.astype(np.float64)[:, None] * weight).astype(dtype)
@@ -74,6 +89,34 @@ def _fold(view: GraphView, norm: Node) -> Rewrite | None:
     return Rewrite(frozenset(emit), emit, {}, new_weights)
 
 
+ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Silu", "Gelu", "Sigmoid", "Tanh", "Exp", "Neg"}
+
+
+def _reach(view: GraphView, value: str, depth: int = 3) -> set[str]:
+    """Nodes reached from `value` through at most `depth` elementwise ops."""
+    seen: set[str] = set()
+    frontier = [value]
+    for _ in range(depth):
+        nxt = []
+        for name in frontier:
+            for user in view.users.get(name, []):
+                if user.op in ELEMENTWISE and user.name not in seen:
+                    seen.add(user.name)
+                    nxt.extend(user.outputs)
+        frontier = nxt
+    return seen
+
+
+def _meeting_group(view: GraphView, reader: Node, readers: list[Node]) -> str:
+    """A group label: the name of the first of `readers` whose result meets `reader`'s within
+    a few elementwise ops (`reader` itself when none does)."""
+    mine = _reach(view, reader.outputs[0])
+    for node in readers:
+        if node is reader or mine & _reach(view, node.outputs[0]):
+            return node.name
+    return reader.name
+
+
 def fold_norm_affine(graph: Graph) -> Graph:
     """Requires a typed Graph; ensures the same function with every last-axis
     LayerNormalization read by MatMuls with constant 2-D weights rewritten to an identity-
@@ -82,7 +125,7 @@ def fold_norm_affine(graph: Graph) -> Graph:
     view = GraphView(graph)
     editor = Editor(view)
     for node in graph.nodes:
-        if node.op == "LayerNormalization":
+        if node.op in ("LayerNormalization", "RMSNormalization"):
             editor.add(_fold(view, node))
     return editor.build()
 

@@ -17,6 +17,7 @@ import numpy as np
 from mlc.compiler.ir.graph import Graph, Node
 
 FLOAT_KINDS = "f"
+NORMS = ("LayerNormalization", "RMSNormalization")  # row norms with affine weights
 
 
 def scalar_value(graph: Graph, name: str) -> float | None:
@@ -54,7 +55,8 @@ def scalar_form(node: Node, graph: Graph) -> tuple[str, str, float] | None:
 
 
 def identity_affine(graph: Graph, node: Node) -> set[str]:
-    """The LayerNormalization operands that are constant ones (scale) or zeros (bias)."""
+    """The LayerNormalization / RMSNormalization operands that are constant ones (scale) or
+    zeros (bias)."""
     found = set()
     for position, neutral in ((1, 1.0), (2, 0.0)):
         if len(node.inputs) > position:
@@ -69,7 +71,7 @@ def absorbed_constants(node: Node, graph: Graph) -> set[str]:
     form = scalar_form(node, graph)
     if form is not None:
         return set(node.inputs) - {form[0]}
-    if node.op == "LayerNormalization":
+    if node.op in NORMS:
         return identity_affine(graph, node)
     return set()
 

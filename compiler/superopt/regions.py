@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mlc.compiler.ir.graph import Graph, Node
 
-from .constants import absorbed_constants, constant_digest
+from .constants import NORMS, absorbed_constants, constant_digest
 from .search.generators import DEFAULT_CONFIG
 from .verify.lowering import LOWERINGS
 
@@ -43,7 +43,7 @@ def supported(node: Node, graph: Graph) -> bool:
     operands = [types[n] for n in node.inputs + node.outputs if n not in absorbed]
     if any(t.dtype not in FLOAT_TYPES or t.rank == 0 for t in operands):
         return False
-    if node.op == "LayerNormalization":
+    if node.op in NORMS:
         rank = types[node.inputs[0]].rank
         return len(node.outputs) == 1 and node.attrs.get("axis", -1) % rank == rank - 1
     if node.op == "MatMul":
@@ -112,12 +112,15 @@ def _grow(graph: Graph, max_nodes: int, max_matmuls: int, max_inputs: int) -> li
             parallel = {j for j in members - ancestors[i] if graph.nodes[j].op == "MatMul"}
             if parallel - siblings(i):
                 return False  # independent matmuls: one region each
+            if not upstream and not parallel and len(_reads(graph, members)) > 1:
+                return False  # a prologue that reads several tensors (RoPE's x * cos +
+                # rotate(x) * sin) would leave the matmul no inputs for its epilogue
         upstream_matmul = any(graph.nodes[j].op == "MatMul" for j in members & ancestors[i])
         if not upstream_matmul and any(x in graph.weights for x in _operands(graph, i)) \
                 and node.op != "MatMul":
             return False  # a constant-vector op (bias, norm affine) fuses as a matmul's
             # epilogue; before any matmul it would spend a kernel input on little work
-        if node.op == "LayerNormalization":
+        if node.op in NORMS:
             return False  # a norm opens a region, as the prologue of the matmul it feeds:
             # after a matmul it would need whole output rows per block
         produced = {o for j in members for o in graph.nodes[j].outputs}
@@ -130,9 +133,10 @@ def _grow(graph: Graph, max_nodes: int, max_matmuls: int, max_inputs: int) -> li
     for i, node in enumerate(graph.nodes):
         if not supported(node, graph):
             continue
+        candidates = set()
         if node.op == "MatMul" and siblings(i):
             candidates = {region_of[j] for j in siblings(i) if j in region_of}
-        else:
+        if not candidates:  # the first of its siblings may still join its producer's region
             candidates = {region_of[producer[n]] for n in node.inputs
                           if producer.get(n) in region_of}
         for r in sorted(candidates, reverse=True):
@@ -144,6 +148,12 @@ def _grow(graph: Graph, max_nodes: int, max_matmuls: int, max_inputs: int) -> li
             region_of[i] = len(regions)
             regions.append([i])
     return regions
+
+
+def _reads(graph: Graph, members: set[int]) -> set[str]:
+    """The outside values a set of nodes reads (absorbed constants aside)."""
+    produced = {o for j in members for o in graph.nodes[j].outputs}
+    return {x for j in members for x in _operands(graph, j)} - produced
 
 
 def _operands(graph: Graph, index: int) -> list[str]:

@@ -97,7 +97,9 @@ def _reduce(operator: str) -> Callable[[_Block, BlockOp], str]:
 
 def _rms_norm(b: _Block, op: BlockOp) -> str:
     rows, cols = rows_cols(b.shapes[op.inputs[0]])
-    return f"mlc::rms_norm_rows<{rows}, {cols}>({b.var[op.inputs[0]]}, {b.var[op.output]});"
+    eps = float_literal({**BLOCK_OPS[op.op].attrs, **op.attrs}["eps"])
+    return (f"mlc::rms_norm_rows<{rows}, {cols}>({b.var[op.inputs[0]]}, {b.var[op.output]}, "
+            f"{eps});")
 
 
 def _softmax(b: _Block, op: BlockOp) -> str:

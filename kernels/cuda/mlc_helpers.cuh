@@ -160,13 +160,13 @@ __device__ __forceinline__ void strided_reduce(const float* src, float* dst) {
   });
 }
 
-// dst = src / sqrt(mean(src^2 over each row)).
+// dst = src / sqrt(mean(src^2 over each row) + eps).
 template <int ROWS, int COLS>
-__device__ __forceinline__ void rms_norm_rows(const float* src, float* dst) {
+__device__ __forceinline__ void rms_norm_rows(const float* src, float* dst, float eps) {
   for_each_row<ROWS>([&](int row, int lane) {
     float sum = 0.0f;
     for (int col = lane; col < COLS; col += 32) sum += Square::apply(src[row * COLS + col]);
-    const float rms = sqrtf(warp_reduce<SumOp>(sum) / static_cast<float>(COLS));
+    const float rms = sqrtf(warp_reduce<SumOp>(sum) / static_cast<float>(COLS) + eps);
     for (int col = lane; col < COLS; col += 32) dst[row * COLS + col] = src[row * COLS + col] / rms;
   });
 }

@@ -133,7 +133,9 @@ def _reduce_op(kind: str, site: OpSite) -> str:
 def _rms_norm(site: OpSite) -> str:
     x = site.inputs[0]
     squares = reduce("sum", f"{x.var} * {x.var}", x, x.rank - 1)
-    return f"{x.var} / tl.sqrt({squares} / {float(x.dims[-1])!r})"
+    eps = site.attrs.get("eps", 0.0)
+    shift = f" + {float_literal(eps)}" if eps else ""
+    return f"{x.var} / tl.sqrt({squares} / {float(x.dims[-1])!r}{shift})"
 
 
 def _softmax(site: OpSite) -> str:

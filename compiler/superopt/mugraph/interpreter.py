@@ -129,6 +129,8 @@ def _tile_op(arith, op, inputs, tile_rank):
     if op.op == "rms_norm":
         width = arith.shape(a)[-1]
         mean = arith.divide_by_count(arith.sum(arith.mul(a, a), (-1,)), width)
+        if attrs["eps"]:
+            mean = arith.shift(mean, attrs["eps"])
         return arith.div(a, arith.sqrt(mean))
     if op.op == "softmax":
         return row_softmax(arith, a)

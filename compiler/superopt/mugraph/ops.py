@@ -110,7 +110,7 @@ BLOCK_OPS: dict[str, TileOp] = dict([
     _row("reduce_sum", 1, _reduce_dim, "reduce", dim=-1),
     _row("reduce_max", 1, _reduce_dim, "reduce", dim=-1),
     # x / sqrt(mean(x^2 over the tile's last dim)): only right when the tile holds whole rows
-    _row("rms_norm", 1, _elementwise, "norm", 4),
+    _row("rms_norm", 1, _elementwise, "norm", 4, eps=0.0),  # + eps inside the sqrt (Llama)
     # row-wise over the tile's last dim, so equally only right on whole rows: the safe softmax
     # exp(x - max) / sum(exp(x - max)), and (x - mean) / sqrt(var + eps) (LayerNorm, no affine)
     _row("softmax", 1, _elementwise, "norm", 7),

@@ -282,6 +282,10 @@ def ir_output_terms(graph) -> list[Term]:
             out = terms[scalar_form(node, graph)[0]]  # constant factors and offsets dropped
         elif node.op == "Gelu":
             out = ("gelu_tanh" if attrs.get("approximate", "none") == "tanh" else "gelu", ins[0])
+        elif node.op == "RMSNormalization":
+            out = rms_norm(shapes[0][-1], ins[0])
+            if node.inputs[1] not in identity_affine(graph, node):
+                out = ("mul", out, ins[1])
         elif node.op == "LayerNormalization":
             out = layer_norm(shapes[0][-1], ins[0])
             identity = identity_affine(graph, node)

@@ -319,7 +319,9 @@ class Enumerator:
         epsilon; constant_choices), none when the reference has no such constant."""
         for attr in ("scale", "value", "eps"):
             if attr in row.attrs:
-                return [{**c, attr: v} for c in choices for v in self.constants[attr]]
+                values = self.constants[attr] or \
+                    ((row.attrs[attr],) if attr == "eps" else ())  # Mirage's rms_norm: no eps
+                return [{**c, attr: v} for c in choices for v in values]
         return choices
 
     def _tile_attrs(self, op, row, tiles, block: OpenBlock) -> list[dict]:

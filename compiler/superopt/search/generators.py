@@ -61,6 +61,7 @@ TILE_OPS_FOR = {
     "Softmax": ("softmax",),  # a row-wise tile op: the tile must hold whole rows
     "Sigmoid": ("sigmoid",), "Tanh": ("tanh",), "Erf": ("erf",),
     "LayerNormalization": ("layer_norm", "mul", "add"),
+    "RMSNormalization": ("rms_norm", "mul"),
 }
 # constant forms (constants.scalar_form) -> the tile op that applies the constant
 SCALAR_FORM_TILE_OPS = {"Scale": "mul_scalar", "Shift": "add_scalar"}
@@ -102,7 +103,7 @@ def constant_choices(reference: Graph) -> dict[str, tuple[float, ...]]:
         form = scalar_form(node, reference)
         if form is not None:
             found["scale" if form[1] == "Scale" else "value"].append(form[2])
-        elif node.op == "LayerNormalization":
+        elif node.op in ("LayerNormalization", "RMSNormalization"):
             found["eps"].append(float(node.attrs.get("epsilon", 1e-5)))
     return {attr: tuple(dict.fromkeys(values)) for attr, values in found.items()}
 

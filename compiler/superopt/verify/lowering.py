@@ -131,6 +131,32 @@ def _layer_norm(emitter: _Emitter, node: Node) -> None:
         value = emitter.emit(op, (value, operand), target, f"{name}.{op.lower()}")
 
 
+def _rms_norm(emitter: _Emitter, node: Node) -> None:
+    """x / sqrt(mean(x * x) + eps) over the last axis (the `rms_norm` tile op's order), then
+    the scale unless it is constant ones."""
+    x, out = node.inputs[0], node.outputs[0]
+    rank = len(emitter.graph.types[x].shape)
+    if node.attrs.get("axis", -1) % rank != rank - 1:
+        raise MuGraphError(f"node {node.name!r} (RMSNormalization): µGraph RMS norms "
+                           "normalize the last axis")
+    name = node.name or "RMSNorm"
+    step = iter(range(100))
+
+    def fresh(kind):
+        return emitter.fresh(f"{out}.{kind}{next(step)}")
+
+    square = emitter.emit("Mul", (x, x), fresh("square"), f"{name}.square")
+    mean = emitter.emit("ReduceMean", (square,), fresh("mean"), f"{name}.mean", dim=rank - 1)
+    padded = emitter.emit("Shift", (mean,), fresh("eps"), f"{name}.eps",
+                          value=float(node.attrs.get("epsilon", 1e-5)))
+    root = emitter.emit("Sqrt", (padded,), fresh("rms"), f"{name}.rms")
+    identity = node.inputs[1] in absorbed_constants(node, emitter.graph)
+    normed = emitter.emit("Div", (x, root), out if identity else fresh("normed"),
+                          f"{name}.div")
+    if not identity:
+        emitter.emit("Mul", (normed, node.inputs[1]), out, f"{name}.mul")
+
+
 # IR op -> lowering. Elementwise and matmul ops map 1:1 onto LIBRARY_OPS.
 LOWERINGS: dict[str, Callable[[_Emitter, Node], None]] = {
     **{op: _binary for op in ("Add", "Sub", "Mul", "Div")},
@@ -138,6 +164,7 @@ LOWERINGS: dict[str, Callable[[_Emitter, Node], None]] = {
        for op in ("Exp", "Sqrt", "Silu", "Neg", "Sigmoid", "Tanh", "Erf")},
     "Gelu": _gelu,
     "LayerNormalization": _layer_norm,
+    "RMSNormalization": _rms_norm,
     "MatMul": _matmul,
     **{op: _reduce for op in ("ReduceSum", "ReduceMean", "ReduceMax")},
     "Softmax": _softmax,

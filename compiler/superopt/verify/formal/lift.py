@@ -28,8 +28,9 @@ class LiftError(ValueError):
     """An op the formal verifier has no term for (the graph is then "not proven")."""
 
 
-def _rms_norm(x: Term) -> Term:
-    return ("div", x, ("sqrt", ("mean", ("mul", x, x), -1)))
+def _rms_norm(x: Term, eps: float = 0.0) -> Term:
+    mean = ("mean", ("mul", x, x), -1)
+    return ("div", x, ("sqrt", ("shift", mean, constant(eps)) if eps else mean))
 
 
 def _softmax(x: Term) -> Term:
@@ -106,7 +107,7 @@ def _tile_term(op: str, attrs: dict, inputs: list[Term], rank: int, loop: str | 
     if op == "add_scalar":
         return ("shift", inputs[0], constant(attrs["value"]))
     if op == "rms_norm":
-        return _rms_norm(inputs[0])
+        return _rms_norm(inputs[0], attrs.get("eps", 0.0))
     if op == "softmax":
         return _softmax(inputs[0])
     if op == "layer_norm":
