@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) bench/formal.py --out build/bench/formal.json
 	$(PY) bench/symbolic.py --budget 30 --out build/bench/symbolic.json
 	$(PY) bench/real_models.py --budget 30 --out build/bench/real_models.json
+	$(PY) bench/workload_sweep.py --budget 5 --out build/bench/workload_sweep.json
 	$(PY) bench/quant.py --out build/bench/quant.json
 	$(PY) bench/coral.py --out build/bench/coral.json
 	$(PY) bench/coserve.py --out build/bench/coserve.json
