@@ -60,11 +60,30 @@ def optimize_row(built, mode: str, budget: float, folder: Path) -> dict:
                fused_est_us=round(sum(k["est_time_us"] * k["instances"] for k in kernels), 3),
                unfused_est_us=round(sum(k["baseline_est_time_us"] * k["instances"]
                                         for k in kernels), 3),
-               candidates_failed=sum(k["candidates_failed"] for k in kernels))
+               candidates_failed=sum(k["candidates_failed"] for k in kernels),
+               **fused_blocks(out, kernels))
     row["max_rel_error"], problem = artifact_error(built, out, folder)
     if problem:
         row["run_error"] = problem
     return row
+
+
+ATTENTION_OPS = {"softmax"}
+MLP_OPS = {"gelu", "gelu_tanh", "silu"}
+
+
+def fused_blocks(artifact: Path, kernels: list[dict]) -> dict:
+    """How many region instances run as verified fused kernels holding a softmax (attention)
+    or an activation (an MLP), read from the kernels' µGraph JSON."""
+    counts = {"attention_kernels": 0, "mlp_kernels": 0}
+    for kernel in kernels:
+        if not kernel["verified"]:
+            continue
+        doc = json.loads((artifact / "kernels" / f"{kernel['kernel']}.json").read_text())
+        ops = {op["op"] for k in doc["kernels"] for op in (k.get("block") or {}).get("ops", [])}
+        counts["attention_kernels"] += kernel["instances"] * bool(ops & ATTENTION_OPS)
+        counts["mlp_kernels"] += kernel["instances"] * bool(ops & MLP_OPS)
+    return counts
 
 
 def artifact_error(built, artifact: Path, folder: Path) -> tuple[float | None, str | None]:
@@ -84,7 +103,8 @@ def print_table(rows: list[dict], budget: float) -> None:
     from rich.console import Console
     from rich.table import Table
     table = Table(title=f"mlc optimize on real models (--budget {budget:g} s, estimated µs)")
-    columns = ("model", "search", "regions", "verified", "FLOPs cov", "bytes cov", "ops fused",
+    columns = ("model", "search", "regions", "verified", "attn", "mlp", "FLOPs cov", "bytes cov",
+               "ops fused",
                "search s", "fused µs", "unfused µs", "speedup", "max rel err")
     for col in columns:
         table.add_column(col, justify="left" if col in ("model", "search") else "right")
@@ -96,6 +116,7 @@ def print_table(rows: list[dict], budget: float) -> None:
         err = r["max_rel_error"]
         table.add_row(r["model"], r["search"], f"{r['regions_distinct']}/{r['regions_all']}",
                       f"{r['verified_distinct']}/{r['verified_all']}",
+                      str(r["attention_kernels"]), str(r["mlp_kernels"]),
                       f"{cov['flops_fraction']:.0%}", f"{cov['bytes_fraction']:.0%}",
                       f"{cov['ops_fused']}/{cov['ops_total']}", f"{r['search_seconds']:.1f}",
                       f"{fused:.1f}", f"{unfused:.1f}",
