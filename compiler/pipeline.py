@@ -13,6 +13,7 @@ from .passes.gemm import lower_gemm
 from .passes.layer_norm import fuse_layer_norm, fuse_rms_norm
 from .passes.masks import additive_masks
 from .passes.norm_affine import fold_constant_transposes, fold_norm_affine, merge_constant_adds
+from .passes.reshapes import restore_unit_dims
 
 IMPORT_PASSES = []  # `mlc import` keeps the graph as the frontend produced it
 # Canonicalization, so region selection sees the ops the µGraph level supports; activations
@@ -20,6 +21,7 @@ IMPORT_PASSES = []  # `mlc import` keeps the graph as the frontend produced it
 OPTIMIZE_PASSES = [
     fold_constant_transposes,  # torch.export's x @ W.T: the matmuls then read constants
     lower_gemm,
+    restore_unit_dims,  # after lower_gemm: GPT-2's x.view(-1, K) @ W + b, viewed back
     canonicalize_activations,
     drop_softmax_nan_guard,
     simplify_pow,
