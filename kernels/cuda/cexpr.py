@@ -80,6 +80,7 @@ ELEMENTWISE = {  # tile op -> C expression over its operands {0}, {1} (already i
     "gelu": "mlc::gelu({0})",
     "gelu_tanh": "mlc::gelu_tanh({0})",
     "sigmoid": "mlc::sigmoid({0})",
+    "relu": "fmaxf({0}, 0.0f)",
     "tanh": "tanhf({0})",
     "erf": "erff({0})",
     "add": "{0} + {1}",

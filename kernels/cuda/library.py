@@ -21,7 +21,7 @@ LIBRARY_MAX_BLOCKS = 8192  # grid-stride loops cover the rest
 LIBRARY_ELEMENTWISE = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Exp": "exp",
                        "Sqrt": "sqrt", "Silu": "silu", "Neg": "neg", "Scale": "mul_scalar",
                        "Shift": "add_scalar", "Gelu": None, "Sigmoid": None, "Tanh": None,
-                       "Erf": None}
+                       "Erf": None, "Relu": None}
 
 
 def _library_elementwise(library_op: str, tile_op: str | None) -> Callable:

@@ -176,6 +176,7 @@ TILE_OPS: dict[str, Callable[[OpSite], str]] = {
     "gelu": _fmt("gelu({0})"),
     "gelu_tanh": _fmt("gelu_tanh({0})"),
     "sigmoid": _fmt("tl.sigmoid({0})"),
+    "relu": _fmt("tl.maximum({0}, 0.0)"),
     "tanh": _fmt("tanh({0})"),
     "erf": _fmt("tl.erf({0})"),
     "add": _fmt("{0} + {1}"),
@@ -200,8 +201,8 @@ ELEMENTWISE = {"unary", "binary"}
 # and the norms: a padded row of zeros normalizes to 0 / 0 (layer_norm with eps = 0, rms_norm).
 KEEP_ZERO_PADDING = {"silu": "any", "sqrt": "any", "square": "any", "neg": "any",
                      "mul_scalar": "any", "gelu": "any", "gelu_tanh": "any", "tanh": "any",
-                     "erf": "any", "mul": "any", "matmul": "any", "reduce_sum": "any",
-                     "accum_sum": "any", "add": "aligned", "sub": "aligned"}
+                     "erf": "any", "relu": "any", "mul": "any", "matmul": "any",
+                     "reduce_sum": "any", "accum_sum": "any", "add": "aligned", "sub": "aligned"}
 
 
 def keeps_zero_padding(op: str, inputs: list[Tile], out_dims: tuple[int, ...]) -> bool:
@@ -319,7 +320,7 @@ LIBRARY_EXPRS: dict[str, str | Callable[[dict], str]] = {
     "Sqrt": "torch.sqrt({0})",
     "Silu": "torch.nn.functional.silu({0})",
     "Neg": "-{0}",
-    **{op: _activation_template(op) for op in ("Gelu", "Sigmoid", "Tanh", "Erf")},
+    **{op: _activation_template(op) for op in ("Gelu", "Sigmoid", "Tanh", "Erf", "Relu")},
     "Scale": "{0} * {scale}",
     "Shift": "{0} + {value}",
     "ReduceSum": "torch.sum({0}, dim={dim}, keepdim=True)",

@@ -67,7 +67,8 @@ def activations() -> MuGraph:
          ("gelu", ["a"], "g"), ("gelu_tanh", ["a"], "gt"), ("sigmoid", ["a"], "s"),
          ("tanh", ["a"], "th"), ("erf", ["a"], "e"), ("add_scalar", ["a"], "sh",
                                                       {"value": 0.75}),
-         ("add", ["g", "gt"], "y1"), ("mul", ["s", "th"], "y2"), ("add", ["e", "sh"], "y3"),
+         ("relu", ["sh"], "r"),
+         ("add", ["g", "gt"], "y1"), ("mul", ["s", "th"], "y2"), ("add", ["e", "r"], "y3"),
          ("reduce_sum", ["g"], "s1"), ("reduce_sum", ["s"], "s2"), ("reduce_sum", ["sh"], "s3")],
         [("y1", (0, R, R)), ("y2", (0, R, R)), ("y3", (0, R, R)), ("s1", (0, R, R)),
          ("s2", (0, R, R)), ("s3", (0, R, R))])

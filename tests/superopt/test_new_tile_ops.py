@@ -23,7 +23,7 @@ from mlc.compiler.superopt.verify.field import FieldArith, random_field_value
 TORCH_REFERENCE = {
     "gelu": torch.nn.functional.gelu,
     "gelu_tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
-    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "erf": torch.erf,
+    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "erf": torch.erf, "relu": torch.relu,
 }
 
 

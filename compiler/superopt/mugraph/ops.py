@@ -100,6 +100,7 @@ BLOCK_OPS: dict[str, TileOp] = dict([
     _row("sigmoid", 1, _elementwise, "unary", 5),
     _row("tanh", 1, _elementwise, "unary", 4),
     _row("erf", 1, _elementwise, "unary", 8),
+    _row("relu", 1, _elementwise, "unary"),
     _row("add_scalar", 1, _elementwise, "unary", value=0.0),
     _row("add", 2, _elementwise, "binary"),
     _row("sub", 2, _elementwise, "binary"),
@@ -143,6 +144,7 @@ LIBRARY_OPS: dict[str, TileOp] = dict([
     _row("Sigmoid", 1, _elementwise, "unary", 5),
     _row("Tanh", 1, _elementwise, "unary", 4),
     _row("Erf", 1, _elementwise, "unary", 8),
+    _row("Relu", 1, _elementwise, "unary"),
     # an IR Mul / Div / Add / Sub with a one-element constant operand (regions.py keeps the
     # constant in the µGraph as an attribute, not as a kernel input)
     _row("Scale", 1, _elementwise, "unary", scale=1.0),

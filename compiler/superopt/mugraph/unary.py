@@ -28,17 +28,18 @@ def _gelu_tanh(x):
 
 # tile op -> numpy function (float64 in the verifier's float stage, float32 to mimic kernels)
 NUMPY = {"gelu": _gelu, "gelu_tanh": _gelu_tanh, "sigmoid": special.expit, "tanh": np.tanh,
-         "erf": special.erf}
+         "erf": special.erf, "relu": lambda x: np.maximum(x, 0)}
 
 # tile op -> torch callable name under torch / torch.nn.functional, with keyword arguments
 TORCH = {"gelu": ("nn.functional.gelu", {}), "gelu_tanh": ("nn.functional.gelu",
                                                             {"approximate": "tanh"}),
-         "sigmoid": ("sigmoid", {}), "tanh": ("tanh", {}), "erf": ("erf", {})}
+         "sigmoid": ("sigmoid", {}), "tanh": ("tanh", {}), "erf": ("erf", {}),
+         "relu": ("relu", {})}
 
 ACTIVATIONS = tuple(NUMPY)
 
 # library op (an IR op name) -> tile op; Gelu picks its form by the `approximate` attribute
-LIBRARY_ACTIVATIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Erf": "erf"}
+LIBRARY_ACTIVATIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Erf": "erf", "Relu": "relu"}
 
 
 def library_activation(op: str, attrs: dict) -> str | None:

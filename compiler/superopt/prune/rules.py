@@ -58,6 +58,8 @@ def t_gelu_tanh(a: Ab) -> Ab: ...
 def t_tanh(a: Ab) -> Ab: ...
 @function(egg_fn="ab_erf")
 def t_erf(a: Ab) -> Ab: ...
+@function(egg_fn="ab_relu")
+def t_relu(a: Ab) -> Ab: ...
 @function(egg_fn="ab_sum")
 def t_sum(n: i64Like, a: Ab) -> Ab: ...
 @function(egg_fn="ab_max")
@@ -70,7 +72,7 @@ split = relation("split", i64, i64)
 CONSTRUCTORS = {"var": t_var, "add": t_add, "sub": t_sub, "mul": t_mul, "div": t_div,
                 "exp": t_exp, "sqrt": t_sqrt, "silu": t_silu, "neg": t_neg,
                 "sigmoid": t_sigmoid, "gelu": t_gelu, "gelu_tanh": t_gelu_tanh,
-                "tanh": t_tanh, "erf": t_erf, "sum": t_sum, "max": t_max}
+                "tanh": t_tanh, "erf": t_erf, "relu": t_relu, "sum": t_sum, "max": t_max}
 
 a, b, c = vars_("a b c", Ab)
 (s,) = vars_("s", Ab)

@@ -37,7 +37,7 @@ from ..mugraph.unary import library_activation
 
 Term = tuple
 
-UNARY = ("exp", "sqrt", "silu", "neg", "sigmoid", "gelu", "gelu_tanh", "tanh", "erf")
+UNARY = ("exp", "sqrt", "silu", "neg", "sigmoid", "gelu", "gelu_tanh", "tanh", "erf", "relu")
 BINARY = ("add", "sub", "mul", "div")
 REDUCTIONS = ("sum", "max")
 
@@ -243,7 +243,7 @@ def _block_terms(block, sources: list[Term], source_shapes: list[tuple]) -> dict
 # ---- the target: IR graphs -----------------------------------------------------------------
 
 _IR_UNARY = {"Exp": "exp", "Sqrt": "sqrt", "Silu": "silu", "Neg": "neg", "Sigmoid": "sigmoid",
-             "Tanh": "tanh", "Erf": "erf"}
+             "Tanh": "tanh", "Erf": "erf", "Relu": "relu"}
 _IR_BINARY = {"Add": "add", "Sub": "sub", "Div": "div"}
 
 

@@ -59,7 +59,7 @@ TILE_OPS_FOR = {
     "ReduceMean": ("rms_norm", "accum_rms_ld"),  # the mean of an RMS norm
     "ReduceMax": ("reduce_max", "accum_max_ld", "accum_sum_rescale", "accum_sum_ld_rescale"),
     "Softmax": ("softmax",),  # a row-wise tile op: the tile must hold whole rows
-    "Sigmoid": ("sigmoid",), "Tanh": ("tanh",), "Erf": ("erf",),
+    "Sigmoid": ("sigmoid",), "Tanh": ("tanh",), "Erf": ("erf",), "Relu": ("relu",),
     "LayerNormalization": ("layer_norm", "mul", "add"),
     "RMSNormalization": ("rms_norm", "mul"),
 }

@@ -161,7 +161,7 @@ def _rms_norm(emitter: _Emitter, node: Node) -> None:
 LOWERINGS: dict[str, Callable[[_Emitter, Node], None]] = {
     **{op: _binary for op in ("Add", "Sub", "Mul", "Div")},
     **{op: (lambda e, n, op=op: _direct(e, n, op))
-       for op in ("Exp", "Sqrt", "Silu", "Neg", "Sigmoid", "Tanh", "Erf")},
+       for op in ("Exp", "Sqrt", "Silu", "Neg", "Sigmoid", "Tanh", "Erf", "Relu")},
     "Gelu": _gelu,
     "LayerNormalization": _layer_norm,
     "RMSNormalization": _rms_norm,

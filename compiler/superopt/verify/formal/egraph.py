@@ -63,6 +63,8 @@ def f_neg(a: Tensor) -> Tensor: ...
 def f_gelu(a: Tensor) -> Tensor: ...
 @function(egg_fn="fv_gelu_tanh")
 def f_gelu_tanh(a: Tensor) -> Tensor: ...
+@function(egg_fn="fv_relu")
+def f_relu(a: Tensor) -> Tensor: ...
 @function(egg_fn="fv_sigmoid")
 def f_sigmoid(a: Tensor) -> Tensor: ...
 @function(egg_fn="fv_tanh")
@@ -89,7 +91,8 @@ CONSTRUCTORS = {"var": f_var, "partition": f_partition, "replicate": f_replicate
                 "combine": f_combine, "reduce": f_reduce, "rmean": f_rmean, "add": f_add,
                 "sub": f_sub, "mul": f_mul, "div": f_div, "matmul": f_matmul, "exp": f_exp,
                 "sqrt": f_sqrt, "silu": f_silu, "neg": f_neg, "gelu": f_gelu,
-                "gelu_tanh": f_gelu_tanh, "sigmoid": f_sigmoid, "tanh": f_tanh, "erf": f_erf,
+                "gelu_tanh": f_gelu_tanh, "sigmoid": f_sigmoid, "relu": f_relu, "tanh": f_tanh,
+                "erf": f_erf,
                 "scale": f_scale, "shift": f_shift, "sum": f_sum, "mean": f_mean, "max": f_max}
 
 BATCH_DIMS = range(-8, -2)  # the batch dims declared in every proof's e-graph

@@ -48,6 +48,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "gelu": ("t",),
     "gelu_tanh": ("t",),
     "sigmoid": ("t",),
+    "relu": ("t",),
     "tanh": ("t",),
     "erf": ("t",),
     # elementwise with a constant
@@ -59,7 +60,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "max": ("t", "d"),
 }
 
-ACTIVATIONS = ("gelu", "gelu_tanh", "sigmoid", "tanh", "erf")
+ACTIVATIONS = ("gelu", "gelu_tanh", "sigmoid", "tanh", "erf", "relu")
 UNARY = ("exp", "sqrt", "silu", "neg") + ACTIVATIONS
 WITH_CONSTANT = ("scale", "shift")
 BINARY = ("add", "sub", "mul", "div")
