@@ -36,6 +36,7 @@ def _model(path, rows=16, width=256, out=512):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
 
 
+@pytest.mark.slow  # a real search, about 10 s
 @pytest.mark.parametrize("mode", ["symbolic", "concrete"])
 def test_layer_norm_gemm_gelu_fuses_into_one_verified_kernel(tmp_path, mode):
     ort = pytest.importorskip("onnxruntime")
