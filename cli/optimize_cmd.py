@@ -21,15 +21,21 @@ from mlc.compiler.superopt.optimize import MAX_BLOCK_OPS, MAX_BUDGET_S, MAX_KERN
 from .common import FiniteFloat, emit, force_option, json_option, parse_shapes, shape_option
 
 
-def _write_kernels(folder: Path, index: int, graph) -> None:
+def _write_kernels(folder: Path, index: int, graph, target: str) -> None:
+    """region_N.json (the µGraph, what `mlc run` regenerates kernels from), .svg, and the
+    target's sources: .cpp for the CPU target, Triton .py and CUDA .cu for a GPU."""
     from mlc.compiler.superopt.mugraph import mugraph_to_json
     from mlc.compiler.superopt.mugraph.draw import mugraph_svg
+    from mlc.kernels.cpu import render_c
     from mlc.kernels.cuda import render_cuda
     from mlc.kernels.triton import render_triton
     stem = folder / f"region_{index}"
     stem.with_suffix(".json").write_text(json.dumps(mugraph_to_json(graph), indent=1) + "\n")
-    stem.with_suffix(".py").write_text(render_triton(graph))
-    stem.with_suffix(".cu").write_text(render_cuda(graph))
+    if target == "cpu":
+        stem.with_suffix(".cpp").write_text(render_c(graph))
+    else:
+        stem.with_suffix(".py").write_text(render_triton(graph))
+        stem.with_suffix(".cu").write_text(render_cuda(graph))
     stem.with_suffix(".svg").write_text(mugraph_svg(graph))
 
 
@@ -55,6 +61,14 @@ def _report_md(model: str, target: str, rows: list[dict], notes: list[str], seco
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
+
+
+def _measured(row: dict) -> str:
+    """The summary's measured times, when the kernels were timed (CPU target)."""
+    if row["measured_us"] is None:
+        return ""
+    return (f"; measured {row['measured_us']:.1f} µs vs {row['baseline_measured_us']:.1f} µs "
+            "unfused")
 
 
 def _failed(row: dict) -> str:
@@ -127,7 +141,9 @@ class _progress_bar:
 @click.command("optimize")
 @click.argument("model")
 @click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR")
-@click.option("--target", default="h100", show_default=True, help="GPU spec for the cost model.")
+@click.option("--target", default="h100", show_default=True,
+              help="GPU spec for the cost model, or cpu: this host (C++ kernels, candidates "
+                   "ranked by timing them here).")
 @click.option("--budget", type=FiniteFloat(min=0, min_open=True, max=MAX_BUDGET_S),
               default=60.0, show_default=True, metavar="SECONDS",
               help="Search time for the whole model (at most a week); the best found so far "
@@ -177,7 +193,9 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
     rows = [r.row(i) for i, r in enumerate(result.results)]
     coverage = coverage_of(result)
     report = {"format_version": REPORT_FORMAT_VERSION, "command": "optimize", "source": model,
-              "target": gpu.name, "time_source": "estimated",
+              "target": gpu.name,
+              "time_source": "measured" if any(r["measured_us"] is not None for r in rows)
+              else "estimated",
               "search_seconds": round(result.search_seconds, 3), "coverage": coverage,
               "kernels": rows,
               "notes": result.notes}
@@ -185,7 +203,7 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
         save_graph(result.graph, tmp)
         (tmp / "kernels").mkdir()
         for index, region_result in enumerate(result.results):
-            _write_kernels(tmp / "kernels", index, region_result.best)
+            _write_kernels(tmp / "kernels", index, region_result.best, gpu.name)
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "report.md").write_text(_report_md(model, gpu.name, rows, result.notes,
                                                   result.search_seconds, coverage))
@@ -197,10 +215,15 @@ def optimize_cmd(model, out, target, budget, max_kernel_ops, max_block_ops, seed
              f"{r['baseline_est_time_us']:.2f} µs unfused "
              f"({r['verification'] + ' verified' if r['verified'] else 'baseline kept'}, "
              f"{r['search']} search{', cached' if r['cached'] else ''}{_failed(r)})"
-             for r in rows]
+             + _measured(r) for r in rows]
     if rows:
         text.append(f"fused regions: {total:.1f} µs vs {base:.1f} µs unfused (estimated, "
                     f"{gpu.name})")
+    if all(r["measured_us"] is not None for r in rows) and rows:
+        fused = sum(r["measured_us"] * r["instances"] for r in rows)
+        unfused = sum(r["baseline_measured_us"] * r["instances"] for r in rows)
+        text.append(f"fused regions: {fused:.1f} µs vs {unfused:.1f} µs unfused (measured "
+                    "here, compiled kernels)")
     text.append(coverage_line(coverage))
     text.append(f"wrote {out}/ (graph.json, kernels/, report.json, report.md)")
     emit(as_json, report, "\n".join(text))

@@ -19,7 +19,7 @@ from mlc.compiler.ir.interpreter import check_inputs, interpret
 from .compiled import is_compiled_artifact, run_compiled
 from .inputs import check_index_inputs, random_inputs
 
-__all__ = ["EXECUTORS", "run", "random_inputs"]
+__all__ = ["EXECUTORS", "prepare", "run", "random_inputs"]
 
 EXECUTORS = ("torch", "reference")
 log = logging.getLogger("mlc")
@@ -57,3 +57,25 @@ def run(graph_or_artifact: Graph | str | Path, inputs: dict[str, np.ndarray], *,
         log.warning("graph %r uses dtype(s) %s that torch lacks; running it with the reference "
                     "executor", graph.name, ", ".join(sorted(missing)))
     return interpret(graph, inputs, float64=float64)
+
+
+def prepare(graph: Graph, *, float64: bool = False, executor: str = "torch"):
+    """A callable running `graph` on named numpy inputs, with its setup (the torch module,
+    weights as tensors) done once: what repeated timing should measure. Same results and
+    fallbacks as run()."""
+    if executor not in EXECUTORS:
+        raise MlcError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if executor == "torch":
+        from .torch_executor import TorchGraphModule, to_numpy, unsupported_dtypes
+        if not unsupported_dtypes(graph):
+            import torch
+            module = TorchGraphModule(graph, float64=float64)
+
+            def call(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+                check_inputs(graph, inputs)
+                check_index_inputs(graph, inputs)
+                with torch.no_grad():
+                    outputs = module(**inputs)
+                return {name: to_numpy(value) for name, value in outputs.items()}
+            return call
+    return lambda inputs: run(graph, inputs, float64=float64, executor=executor)

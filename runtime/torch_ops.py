@@ -430,18 +430,15 @@ TORCH_OPS: dict[str, Callable] = {
     "Trilu": lambda x, upper, k: torch.triu(x, k) if upper else torch.tril(x, k),
     # quantized weights
     "CodebookDequantize": codebook_dequantize,
-    # fused regions: the µGraph evaluated with torch arithmetic (differentiable)
+    # fused regions: the compiled CPU kernel, or the µGraph interpreted with torch arithmetic
     "MuGraphCall": lambda *xs, mugraph: mugraph_call(xs, mugraph),
 }
 
 
 def mugraph_call(inputs, document: str) -> list:
-    from mlc.compiler.ir.fused import parse_mugraph
-    from mlc.compiler.superopt.mugraph.arith import TorchArith
-    from mlc.compiler.superopt.mugraph.interpreter import run_values
-    graph, _ = parse_mugraph(document)
-    values = run_values(graph, dict(zip(graph.inputs, inputs)), TorchArith(inputs[0].dtype))
-    return [values[name] for name in graph.outputs]
+    """A fused region: its compiled CPU kernel or the interpreted µGraph (runtime/fused.py)."""
+    from .fused import call_fused
+    return call_fused(inputs, document)
 
 
 def apply_op(fn: Callable, inputs: list[torch.Tensor], attrs: dict[str, Any]) -> list:

@@ -78,6 +78,8 @@ class RegionResult:
     mode: str = "concrete"  # the search that found it: symbolic | concrete
     verification: str = "none"  # the check the chosen µGraph passed: formal | probabilistic
     failed: int = 0  # candidates dropped because building, checking or rendering one raised
+    measured_us: float | None = None  # the chosen µGraph's compiled kernel, timed (CPU target)
+    baseline_measured_us: float | None = None  # the unfused lowering's, timed likewise
 
     def row(self, index: int) -> dict:
         return {"kernel": f"region_{index}", "region": list(self.regions[0].nodes),
@@ -91,7 +93,19 @@ class RegionResult:
                 "search_seconds": round(self.search_seconds, 3),
                 "budget_exhausted": self.budget_exhausted, "cached": self.cached,
                 "search": self.mode, "verification": self.verification,
-                "candidates_failed": self.failed}
+                "candidates_failed": self.failed,
+                "measured_us": _rounded(self.measured_us),
+                "baseline_measured_us": _rounded(self.baseline_measured_us),
+                "cost_model_error": _model_error(self.est_time_us, self.measured_us)}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _model_error(estimate: float, measured: float | None) -> float | None:
+    """(estimate - measurement) / measurement: the cost model's relative error here."""
+    return None if not measured else round((estimate - measured) / measured, 3)
 
 
 @dataclass
@@ -106,6 +120,18 @@ class OptimizeResult:
 def optimize_graph(graph: Graph, options: OptimizeOptions = OptimizeOptions(),
                    progress=None) -> OptimizeResult:
     """Search every distinct region within the budget and fuse the winners into the graph."""
+    # egglog e-graphs may only be freed on the thread that made them: collect garbage here,
+    # between regions, never from the progress bar's thread
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _optimize_graph(graph, options, progress)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _optimize_graph(graph: Graph, options: OptimizeOptions, progress) -> OptimizeResult:
     from mlc.compiler.pipeline import OPTIMIZE_PASSES, run_passes
 
     start = time.perf_counter()
@@ -188,37 +214,74 @@ def _region_result(key: str, members: list[Region], found, target: str,
         return None
     winners = [] if found is None else [c for c in found.candidates if c.verified and
                                         c.est_time_us < found.baseline_est_time_us]
+    renderable = []
     for candidate in sorted(winners, key=lambda c: c.est_time_us):
-        why = render_problem(candidate.graph)
+        why = render_problem(candidate.graph, target)
         if why is None:
-            return RegionResult(key, members, candidate.graph, True, candidate.est_time_us,
-                                baseline_us, found.enumerated, found.pruned, found.verified,
-                                found.search_seconds, found.budget_exhausted, found.cached,
-                                found.mode, candidate.verification, failed)
-        failed += 1
-        notes.append(f"a verified candidate was dropped: it does not render ({why})")
-    why = render_problem(baseline)
-    if why is not None:
+            renderable.append(candidate)
+        else:
+            failed += 1
+            notes.append(f"a verified candidate was dropped: it does not render ({why})")
+    why = render_problem(baseline, target)
+    if why is not None and not renderable:
         notes.append(f"the unfused lowering does not render ({why}); the region's nodes are "
                      "left as they are")
         return None
-    if found is None:
-        return RegionResult(key, members, baseline, False, baseline_us, baseline_us, 0, 0, 0,
-                            0.0, False, failed=failed)
-    return RegionResult(key, members, baseline, False, baseline_us, baseline_us,
-                        found.enumerated, found.pruned, found.verified, found.search_seconds,
-                        found.budget_exhausted, found.cached, found.mode, "none", failed)
+    measured = measure_choices(renderable, baseline, target, notes) if why is None else {}
+    stats = (0, 0, 0, 0.0, False) if found is None else (
+        found.enumerated, found.pruned, found.verified, found.search_seconds,
+        found.budget_exhausted)
+    extra = dict(cached=found.cached, mode=found.mode) if found is not None else {}
+    base_measured = measured.get(id(baseline))
+    for candidate in renderable:
+        mine = measured.get(id(candidate))
+        if measured and (mine is None or (base_measured is not None and mine >= base_measured)):
+            continue  # measured no faster than the unfused lowering (or not measured)
+        if measured and any(measured.get(id(c), float("inf")) < mine for c in renderable):
+            continue  # another verified candidate measured faster
+        return RegionResult(key, members, candidate.graph, True, candidate.est_time_us,
+                            baseline_us, *stats, **extra, verification=candidate.verification,
+                            failed=failed, measured_us=mine, baseline_measured_us=base_measured)
+    return RegionResult(key, members, baseline, False, baseline_us, baseline_us, *stats,
+                        **extra, verification="none", failed=failed, measured_us=base_measured,
+                        baseline_measured_us=base_measured)
 
 
-def render_problem(graph: MuGraph) -> str | None:
-    """Why the kernel renderers refuse `graph` (None: Triton and CUDA both render it), so the
-    artifact never holds a kernel that cannot be written."""
+MEASURED_CANDIDATES = 3  # verified candidates timed per region on the CPU target
+
+
+def measure_choices(candidates, baseline: MuGraph, target: str, notes: list[str]) -> dict:
+    """On the CPU target: the measured median µs of the best few candidates (by estimate) and
+    of the unfused lowering, keyed by id(); {} elsewhere (no device to time on here) or when
+    the kernels cannot be built (no compiler), with a note."""
+    if target != "cpu":
+        return {}
+    from .measure import time_mugraph
+    timed = {}
+    try:
+        for candidate in candidates[:MEASURED_CANDIDATES]:
+            timed[id(candidate)] = time_mugraph(candidate.graph)
+        timed[id(baseline)] = time_mugraph(baseline)
+    except MlcError as err:
+        notes.append(f"kernels not timed ({err}); ranked by the cost model's estimate")
+        return {}
+    return timed
+
+
+def render_problem(graph: MuGraph, target: str = "h100") -> str | None:
+    """Why the target's kernel renderers refuse `graph` (None: they render it: C++ for the CPU
+    target, Triton and CUDA for a GPU), so the artifact never holds a kernel that cannot be
+    written."""
+    from mlc.kernels.cpu import render_c
     from mlc.kernels.cuda import render_cuda
     from mlc.kernels.triton import render_triton
 
     try:
-        render_triton(graph)
-        render_cuda(graph)
+        if target == "cpu":
+            render_c(graph)
+        else:
+            render_triton(graph)
+            render_cuda(graph)
     except Exception as err:  # noqa: BLE001 - the caller drops the candidate and counts it
         return f"{type(err).__name__}: {err}"
     return None

@@ -105,8 +105,12 @@ def gpu_from_dict(doc: dict, where: str = "<dict>") -> GpuSpec:
 
 
 def load_gpu(name_or_path: str | Path) -> GpuSpec:
-    """A bundled spec by name ("h100", "a100-80gb", ...) or a user's spec JSON file by path."""
+    """A bundled spec by name ("h100", "a100-80gb", ...), "cpu" (this host, measured; see
+    host.py), or a user's spec JSON file by path."""
     text = str(name_or_path)
+    if text.strip().lower() == "cpu":
+        from .host import host_spec
+        return host_spec()
     path = Path(text)
     if text.endswith(".json") or path.is_file():
         if not path.is_file():
