@@ -169,8 +169,12 @@ def _optimize_graph(graph: Graph, options: OptimizeOptions, progress) -> Optimiz
         notes += [f"{label}: {note}" for note in region_notes]
         if result is not None:
             results.append(result)
+    # On the CPU target a region that kept its unfused lowering stays as IR ops: the torch
+    # executor's library calls beat the lowering's one-kernel-per-op C++ (measured); a GPU
+    # artifact carries every region as a kernel.
     replacements = [(region, json.dumps(mugraph_to_json(result.best)))
-                    for result in results for region in result.regions]
+                    for result in results for region in result.regions
+                    if result.verified or options.target != "cpu"]
     fused = fuse_regions(graph, replacements) if replacements else graph
     return OptimizeResult(fused, results, notes, time.perf_counter() - start, graph)
 
