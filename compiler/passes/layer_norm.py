@@ -50,8 +50,9 @@ def _row_vector(view: GraphView, name: str, width: int) -> np.ndarray:
     return weight.reshape(width)
 
 
-def _core(view: GraphView, div: Node) -> tuple[str, float, list[Node]]:
-    """(x, eps, matched nodes) for y = Div(d, Sqrt(Add(var, eps)))."""
+def _mean_square_root(view: GraphView, div: Node) -> tuple[float, list[Node]]:
+    """(eps, [square, mean, add, sqrt]) for Div(d, Sqrt(ReduceMean(d * d) + eps)) over the last
+    axis, the denominator both norms share (d is div's numerator)."""
     d, std = div.inputs
     sqrt = _producer(view, std, "Sqrt", {div.name})
     add = _producer(view, sqrt.inputs[0], "Add", {sqrt.name})
@@ -63,6 +64,13 @@ def _core(view: GraphView, div: Node) -> tuple[str, float, list[Node]]:
     square = view.producers.get(_last_axis_mean(view, var))
     _require(square is not None and square.op == "Mul" and square.inputs == (d, d)
              and view.private(square.outputs[0], {var.name}))
+    return eps, [square, var, add, sqrt]
+
+
+def _core(view: GraphView, div: Node) -> tuple[str, float, list[Node]]:
+    """(x, eps, matched nodes) for y = Div(d, Sqrt(Add(var, eps)))."""
+    d = div.inputs[0]
+    eps, (square, var, add, sqrt) = _mean_square_root(view, div)
     sub = _producer(view, d, "Sub", {square.name, div.name})
     x, mean_name = sub.inputs
     mean = _producer(view, mean_name, "ReduceMean", {sub.name})
@@ -128,25 +136,16 @@ def fuse_layer_norm(graph: Graph) -> Graph:
 def _match_rms(view: GraphView, div: Node) -> Rewrite | None:
     """x / Sqrt(ReduceMean(x * x) + eps) [* w] over the last axis (Llama's RMSNorm after
     simplify_pow and reciprocal_to_div), as one RMSNormalization."""
+    x = div.inputs[0]
     try:
-        x, std = div.inputs
-        sqrt = _producer(view, std, "Sqrt", {div.name})
-        add = _producer(view, sqrt.inputs[0], "Add", {sqrt.name})
-        var_name, eps_name = add.inputs if view.scalar(add.inputs[1]) is not None \
-            else add.inputs[::-1]
-        eps = view.scalar(eps_name)
-        _require(eps is not None)
-        mean = _producer(view, var_name, "ReduceMean", {add.name})
-        square = view.producers.get(_last_axis_mean(view, mean))
-        _require(square is not None and square.op == "Mul" and square.inputs == (x, x)
-                 and view.private(square.outputs[0], {mean.name}))
+        eps, denominator = _mean_square_root(view, div)
     except _NoMatch:
         return None
     x_type = view.graph.types[x]
     if not view.is_float(x) or view.graph.types[div.outputs[0]] != x_type or not x_type.shape:
         return None
     width, dtype = x_type.shape[-1], np_dtype(x_type.dtype)
-    nodes, last, scale = [square, mean, add, sqrt, div], div, np.ones(1, dtype)
+    nodes, last, scale = [*denominator, div], div, np.ones(1, dtype)
     scaled = _affine(view, div.outputs[0], "Mul", width)
     if scaled is not None:
         last, scale = scaled

@@ -8,28 +8,13 @@ import math
 from typing import Callable
 
 from mlc.compiler.superopt.mugraph.ops import MuGraphError
+from mlc.kernels.cuda.cexpr import ELEMENTWISE as CUDA_ELEMENTWISE
 
 MAX_TILE_RANK = 4  # load_tile / store_tile take four padded dims
 
-ELEMENTWISE = {  # tile op -> C expression over its operands {0}, {1} (already indexed)
-    "exp": "expf({0})",
-    "silu": "mlc::silu({0})",
-    "sqrt": "sqrtf({0})",
-    "square": "{0} * {0}",
-    "neg": "-{0}",
-    "mul_scalar": "{0} * {scale}",
-    "add_scalar": "{0} + {value}",
-    "gelu": "mlc::gelu({0})",
-    "gelu_tanh": "mlc::gelu_tanh({0})",
-    "sigmoid": "mlc::sigmoid({0})",
-    "relu": "fmaxf({0}, 0.0f)",
-    "tanh": "tanhf({0})",
-    "erf": "erff({0})",
-    "add": "{0} + {1}",
-    "sub": "{0} - {1}",
-    "mul": "{0} * {1}",
-    "div": "{0} / {1}",
-}
+# tile op -> C expression over its operands {0}, {1}: the one table both C-family renderers
+# use (the helpers it names, mlc::gelu & co., exist in mlc_cpu.h and mlc_helpers.cuh alike)
+ELEMENTWISE = CUDA_ELEMENTWISE
 
 
 def float_literal(value) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlc.compiler.errors import MlcError
+
 from .hardware import GpuSpec, gpu_from_dict
 
 HOST_SPEC_VERSION = 2
@@ -101,7 +103,7 @@ def host_spec() -> GpuSpec:
     path = _cache_path()
     try:
         return gpu_from_dict(json.loads(path.read_text()), str(path))
-    except (OSError, ValueError, Exception):  # noqa: BLE001 - absent or stale: measure again
+    except (OSError, ValueError, MlcError):  # absent, unreadable or stale: measure again
         pass
     cores = _cores()
     l2 = _cache_bytes(2, 1 << 20)
